@@ -1,0 +1,1 @@
+"""GlobalMart core: platform settings, event contracts, schema migrations and the embedded runtime."""

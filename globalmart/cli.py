@@ -1,0 +1,83 @@
+"""The ``globalmart`` command: one entry point for every component.
+
+Each component owns its subcommands (``generator/cli.py``, ``streaming/cli.py``,
+``api/cli.py``); this module only gathers them with the platform-wide ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from api.cli import api, apikey
+from generator.cli import generate
+from globalmart import db
+from globalmart.settings import PlatformSettings
+from streaming.cli import stream
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """GlobalMart: real-time e-commerce analytics."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+@main.group(name="db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command()
+@click.option("--database-url", envvar="GLOBALMART_DATABASE_URL", help="Defaults to the platform's.")
+@click.option("--create/--no-create", default=True, show_default=True,
+              help="Create the database first if it does not exist.")
+def upgrade(database_url: str | None, create: bool) -> None:
+    """Apply pending schema migrations (idempotent)."""
+    url = database_url or PlatformSettings().db_url
+    if create and db.ensure_database(url):
+        click.echo(f"created database {db.redact(url)}")
+    applied = db.upgrade(url)
+    for migration in applied:
+        click.echo(f"applied {migration.version:03d}_{migration.name}")
+    click.echo(f"schema is up to date ({len(db.migrations())} migrations)")
+
+
+@main.group()
+def contracts() -> None:
+    """Event contracts."""
+
+
+@contracts.command(name="export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path),
+                default=Path("docs/contracts"))
+def export_contracts(directory: Path) -> None:
+    """Write the JSON Schema of every topic into DIRECTORY."""
+    from globalmart.contracts import export_json_schemas
+
+    for path in export_json_schemas(directory):
+        click.echo(str(path))
+
+
+@main.command()
+@click.option("--rate", type=float, default=500.0, show_default=True,
+              help="Generator events per second.")
+@click.option("--without", "without", multiple=True,
+              type=click.Choice(["generator", "stream", "dagster", "api"]),
+              help="Do not start this component (repeatable).")
+def up(rate: float, without: tuple[str, ...]) -> None:
+    """Start the whole platform on this machine; Ctrl-C stops everything it started."""
+    from globalmart.runtime import run_platform
+
+    raise SystemExit(run_platform(PlatformSettings(), rate=rate, without=set(without)))
+
+
+main.add_command(generate)
+main.add_command(stream)
+main.add_command(api)
+main.add_command(apikey)

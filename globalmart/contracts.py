@@ -1,0 +1,177 @@
+"""Event contracts: the single source of truth for every Kafka topic's payload.
+
+Producers and the streaming validator both derive from these models; ``globalmart contracts
+export DIR`` writes their JSON Schemas. Money is exact: two decimal places, carried as JSON
+numbers and read as decimals downstream.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+COUNTRIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # country: (currency, cities)
+    "USA": ("USD", ("New York", "Los Angeles", "Chicago", "Houston", "Phoenix", "Seattle")),
+    "UK": ("GBP", ("London", "Manchester", "Birmingham", "Leeds", "Glasgow")),
+    "Canada": ("CAD", ("Toronto", "Vancouver", "Montreal", "Calgary", "Ottawa")),
+    "Germany": ("EUR", ("Berlin", "Munich", "Hamburg", "Frankfurt", "Cologne")),
+    "France": ("EUR", ("Paris", "Lyon", "Marseille", "Toulouse", "Nice")),
+}
+Country = Literal["USA", "UK", "Canada", "Germany", "France"]
+PaymentMethod = Literal["credit_card", "paypal", "debit_card", "apple_pay", "google_pay"]
+Device = Literal["desktop", "mobile", "tablet"]
+CartAction = Literal["add", "remove", "update"]
+InventoryKind = Literal["restock", "adjustment"]
+Severity = Literal["info", "warning", "critical"]
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Event(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: UUID
+    event_time: AwareDatetime
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class LineItem(BaseModel):
+    """One line of a transaction; its revenue belongs to its own category."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    product_id: NonEmpty
+    category: NonEmpty
+    quantity: Annotated[int, Field(ge=1, le=1000)]
+    unit_price: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
+
+
+class Transaction(Event):
+    """A completed purchase. ``total_amount`` should equal Σ quantity × unit_price; an event
+    where it does not is still valid (it is the 'total mismatch' anomaly, not malformed input)."""
+
+    transaction_id: NonEmpty
+    user_id: NonEmpty
+    session_id: NonEmpty
+    country: Country
+    city: NonEmpty
+    payment_method: PaymentMethod
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    items: Annotated[list[LineItem], Field(min_length=1, max_length=5)]
+    total_amount: Money
+
+    @property
+    def lines_total(self) -> Decimal:
+        return sum((i.unit_price * i.quantity for i in self.items), Decimal("0.00"))
+
+
+class ProductView(Event):
+    """A product page view."""
+
+    user_id: NonEmpty
+    session_id: NonEmpty
+    product_id: NonEmpty
+    category: NonEmpty
+    duration_seconds: Annotated[int, Field(ge=5, le=300)]
+    device: Device
+    country: Country
+
+
+class CartEvent(Event):
+    """A change to a shopping cart."""
+
+    user_id: NonEmpty
+    session_id: NonEmpty
+    product_id: NonEmpty
+    action: CartAction
+    quantity: Annotated[int, Field(ge=1, le=1000)]
+
+
+class InventoryEvent(Event):
+    """A stock movement other than a sale: a restock (positive) or an adjustment (either sign)."""
+
+    product_id: NonEmpty
+    kind: InventoryKind
+    quantity_delta: int
+
+    @model_validator(mode="after")
+    def _restock_adds(self) -> InventoryEvent:
+        if self.kind == "restock" and self.quantity_delta <= 0:
+            raise ValueError("a restock must have a positive quantity_delta")
+        return self
+
+
+class Alert(BaseModel):
+    """An alert the streaming job raises (critical anomalies, stock transitions)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_id: UUID
+    alert_type: NonEmpty
+    severity: Severity
+    entity_id: NonEmpty
+    message: str
+    created_at: datetime
+
+
+class DeadLetter(BaseModel):
+    """A rejected input record: the original bytes (UTF-8, replacement on invalid), where it
+    came from and why it was rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    payload: str
+    rejected_at: datetime
+
+
+# Input topics, their contract and the field used as the message key.
+INPUT_TOPICS: dict[str, tuple[type[Event], str]] = {
+    "transactions": (Transaction, "user_id"),
+    "product_views": (ProductView, "user_id"),
+    "cart_events": (CartEvent, "user_id"),
+    "inventory_events": (InventoryEvent, "product_id"),
+}
+ALERTS_TOPIC = "alerts"
+DEAD_LETTER_TOPIC = "dead_letter"
+ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, ALERTS_TOPIC, DEAD_LETTER_TOPIC)
+
+
+def parse_event(topic: str, payload: bytes | str) -> Event:
+    """Validate one message of an input topic against its contract (raises on invalid)."""
+    model, _ = INPUT_TOPICS[topic]
+    return model.model_validate_json(payload)
+
+
+def json_schemas() -> dict[str, dict]:
+    """JSON Schema of every topic's payload, keyed by topic."""
+    models: dict[str, type[BaseModel]] = {t: m for t, (m, _) in INPUT_TOPICS.items()}
+    models[ALERTS_TOPIC] = Alert
+    models[DEAD_LETTER_TOPIC] = DeadLetter
+    return {topic: model.model_json_schema() for topic, model in models.items()}
+
+
+def export_json_schemas(directory: Path) -> list[Path]:
+    """Write ``<topic>.schema.json`` for every topic into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for topic, schema in json_schemas().items():
+        path = directory / f"{topic}.schema.json"
+        path.write_text(json.dumps(schema, indent=2) + "\n")
+        written.append(path)
+    return written

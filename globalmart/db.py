@@ -1,0 +1,124 @@
+"""PostgreSQL access and the schema migration runner.
+
+Migrations are numbered SQL files in ``globalmart/migrations`` (``NNN_name.sql``). Each is
+applied once, in its own transaction, under an advisory lock, and recorded with its checksum
+in ``public.schema_migrations``; re-running ``globalmart db upgrade`` is a no-op. Editing a
+file that is already applied is refused: add a new file instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+_LOCK_ID = 0x676D6967  # "gmig": serialises concurrent upgrades
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+class MigrationError(RuntimeError):
+    """An applied migration was changed, or a file name is not ``NNN_name.sql``."""
+
+
+def connect(url: str, **kwargs) -> psycopg.Connection:
+    """Open a connection with a short, clear failure when the server is not there."""
+    try:
+        return psycopg.connect(url, connect_timeout=5, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise ConnectionError(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def ensure_database(url: str) -> bool:
+    """Create the URL's database if it does not exist (connecting to ``postgres``).
+
+    Returns True when it was created.
+    """
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return False
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True
+
+
+def migrations() -> list[Migration]:
+    """The migration files shipped with the package, in version order."""
+    found = []
+    for entry in resources.files("globalmart.migrations").iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        stem = entry.name.removesuffix(".sql")
+        number, _, name = stem.partition("_")
+        if not number.isdigit() or not name:
+            raise MigrationError(f"migration file {entry.name!r} is not named NNN_name.sql")
+        found.append(Migration(int(number), name, entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration numbers in {versions}")
+    return found
+
+
+def upgrade(url: str) -> list[Migration]:
+    """Apply every pending migration; return the ones applied now."""
+    applied_now = []
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+        try:
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS public.schema_migrations (
+                       version integer PRIMARY KEY,
+                       name text NOT NULL,
+                       checksum text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = dict(conn.execute("SELECT version, checksum FROM public.schema_migrations"))
+            for migration in migrations():
+                if migration.version in done:
+                    if done[migration.version] != migration.checksum:
+                        raise MigrationError(
+                            f"migration {migration.version:03d}_{migration.name} changed after it "
+                            "was applied; add a new migration instead of editing this one"
+                        )
+                    continue
+                with conn.transaction():
+                    conn.execute(migration.sql)  # type: ignore[arg-type]
+                    conn.execute(
+                        "INSERT INTO public.schema_migrations (version, name, checksum) "
+                        "VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, migration.checksum),
+                    )
+                log.info("applied migration %03d_%s", migration.version, migration.name)
+                applied_now.append(migration)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+    return applied_now
