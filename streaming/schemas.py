@@ -1,0 +1,75 @@
+"""Spark schemas of the input topics and of the raw Parquet layer, derived by hand from
+``globalmart.contracts`` (a contract test keeps the two in step).
+
+The raw layer stores every valid event with its contract fields, ``event_date`` (the
+partition column, UTC date of ``event_time``) and where it came from in Kafka.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    DataType,
+    DateType,
+    DecimalType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+MONEY = DecimalType(12, 2)
+
+
+def _event(*fields: tuple[str, DataType]) -> StructType:
+    common = [("event_id", StringType()), ("event_time", TimestampType()),
+              ("schema_version", IntegerType())]
+    return StructType([StructField(name, dtype, True) for name, dtype in (*common, *fields)])
+
+
+LINE_ITEM = StructType([
+    StructField("product_id", StringType(), True),
+    StructField("category", StringType(), True),
+    StructField("quantity", IntegerType(), True),
+    StructField("unit_price", MONEY, True),
+])
+
+TOPIC_SCHEMAS: dict[str, StructType] = {
+    "transactions": _event(
+        ("transaction_id", StringType()), ("user_id", StringType()), ("session_id", StringType()),
+        ("country", StringType()), ("city", StringType()), ("payment_method", StringType()),
+        ("currency", StringType()), ("items", ArrayType(LINE_ITEM, True)),
+        ("total_amount", MONEY),
+    ),
+    "product_views": _event(
+        ("user_id", StringType()), ("session_id", StringType()), ("product_id", StringType()),
+        ("category", StringType()), ("duration_seconds", IntegerType()), ("device", StringType()),
+        ("country", StringType()),
+    ),
+    "cart_events": _event(
+        ("user_id", StringType()), ("session_id", StringType()), ("product_id", StringType()),
+        ("action", StringType()), ("quantity", IntegerType()),
+    ),
+    "inventory_events": _event(
+        ("product_id", StringType()), ("kind", StringType()), ("quantity_delta", IntegerType()),
+    ),
+}
+
+# Columns the raw layer adds to each topic's contract fields.
+RAW_EXTRA_FIELDS = [
+    StructField("kafka_partition", IntegerType(), False),
+    StructField("kafka_offset", LongType(), False),
+    StructField("event_date", DateType(), False),
+]
+
+
+def raw_schema(topic: str) -> StructType:
+    """Schema of ``<lake>/raw/<topic>/`` Parquet files (``event_date`` is the partition)."""
+    return StructType([*TOPIC_SCHEMAS[topic].fields, *RAW_EXTRA_FIELDS])
+
+
+def raw_path(lake: str, topic: str) -> str:
+    """Where the raw layer of ``topic`` lives under the lake root."""
+    return f"{lake.rstrip('/')}/raw/{topic}"
