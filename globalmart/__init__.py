@@ -1,1 +1,1 @@
-"""GlobalMart core: platform settings, event contracts, schema migrations and the embedded runtime."""
+"""GlobalMart core: settings, event contracts, schema migrations, the embedded runtime."""

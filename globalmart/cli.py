@@ -34,7 +34,8 @@ def db_group() -> None:
 
 
 @db_group.command()
-@click.option("--database-url", envvar="GLOBALMART_DATABASE_URL", help="Defaults to the platform's.")
+@click.option("--database-url", envvar="GLOBALMART_DATABASE_URL",
+              help="Defaults to the platform's.")
 @click.option("--create/--no-create", default=True, show_default=True,
               help="Create the database first if it does not exist.")
 def upgrade(database_url: str | None, create: bool) -> None:

@@ -25,7 +25,9 @@ from psycopg import sql
 from globalmart import db
 from globalmart.embedded import EmbeddedBroker, free_port
 
-ADMIN_URL = os.environ.get("GLOBALMART_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "GLOBALMART_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("GLOBALMART_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -51,7 +53,8 @@ def make_database() -> Iterator:
     yield make
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         for name in created:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

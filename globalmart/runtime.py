@@ -1,0 +1,309 @@
+"""``globalmart up``: the embedded runtime's supervisor.
+
+Starts what is not configured externally (PostgreSQL, the Kafka-protocol broker), applies the
+schema, creates the topics, then runs each component as a child process in its own session
+(generator, streaming, Dagster, API), waits for each to be healthy, prints what runs where and
+live ingestion rates, and on Ctrl-C (or SIGTERM) stops everything it started, newest first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from globalmart import db
+from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS
+from globalmart.embedded import EmbeddedBroker, EmbeddedPostgres, PortInUseError, port_is_free
+from globalmart.kafka import ensure_topics
+from globalmart.settings import PlatformSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_HEALTH_TIMEOUT_S = 180.0
+_STOP_TIMEOUT_S = 30.0
+
+
+class RuntimeSettings(BaseSettings):
+    """Ports and cadence of the processes ``globalmart up`` runs."""
+
+    model_config = SettingsConfigDict(env_prefix="GLOBALMART_", env_file=".env", extra="ignore")
+
+    api_port: int = Field(default=8000, description="Port of the REST API and web dashboard.")
+    dagster_port: int = Field(default=3000, description="Port of the Dagster webserver.")
+    status_interval_s: float = Field(default=10.0, description="Seconds between rate lines.")
+
+
+@dataclass
+class Component:
+    """A child process: how to start it and how to know it is healthy."""
+
+    name: str
+    argv: list[str]
+    address: str
+    port: int | None = None
+    port_variable: str = ""
+    health_url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+
+def _bin(name: str) -> str:
+    """A console script of this installation (next to the running interpreter)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _components(settings: PlatformSettings, runtime: RuntimeSettings, rate: float,
+                without: set[str]) -> list[Component]:
+    home = settings.home.resolve()
+    dagster_home = home / "dagster"
+    wanted = [
+        Component("generator", [_bin("globalmart"), "generate", "--rate", f"{rate:g}"],
+                  f"{rate:g} events/s into Kafka"),
+        Component("stream", [_bin("globalmart"), "stream"],
+                  f"Spark streaming, lake {settings.lake}"),
+        Component(
+            "dagster",
+            [_bin("dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
+             "-h", "127.0.0.1", "-p", str(runtime.dagster_port)],
+            f"http://127.0.0.1:{runtime.dagster_port}",
+            port=runtime.dagster_port, port_variable="GLOBALMART_DAGSTER_PORT",
+            health_url=f"http://127.0.0.1:{runtime.dagster_port}/server_info",
+            env={"DAGSTER_HOME": str(dagster_home)},
+        ),
+        Component(
+            "api",
+            [_bin("globalmart"), "api", "--host", "127.0.0.1", "--port", str(runtime.api_port)],
+            f"http://127.0.0.1:{runtime.api_port}/docs  (dashboard: /dashboard)",
+            port=runtime.api_port, port_variable="GLOBALMART_API_PORT",
+            health_url=f"http://127.0.0.1:{runtime.api_port}/health",
+        ),
+    ]
+    return [c for c in wanted if c.name not in without]
+
+
+def _prepare_dagster_home(dagster_home: Path) -> None:
+    """Dagster reads its instance config from $DAGSTER_HOME/dagster.yaml."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local URL
+            return bool(200 <= response.status < 300)
+    except OSError:
+        return False
+
+
+class Platform:
+    """What ``globalmart up`` started, so it can stop it in reverse order."""
+
+    def __init__(self, settings: PlatformSettings, runtime: RuntimeSettings) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.home = settings.home.resolve()
+        self.logs = self.home / "logs"
+        self.stop_requested = threading.Event()
+        self._stops: list[tuple[str, Callable[[], None]]] = []
+        self.rows: list[tuple[str, str, str]] = []
+
+    def start_services(self) -> None:
+        if self.settings.uses_embedded_postgres:
+            pg = EmbeddedPostgres(self.home / "postgres", self.settings.embedded_pg_port, self.logs)
+            pg.start()
+            self._stops.append(("postgres", pg.stop))
+            db.ensure_database(self.settings.db_url)
+            self.rows.append(("postgres", "embedded", db.redact(self.settings.db_url)))
+        else:
+            self.rows.append(("postgres", "external", db.redact(self.settings.db_url)))
+        applied = db.upgrade(self.settings.db_url)
+        click.echo(f"schema: {len(applied)} migration(s) applied, up to date")
+
+        if self.settings.uses_embedded_kafka:
+            broker = EmbeddedBroker(self.settings.embedded_kafka_port, self.logs)
+            broker.start()
+            self._stops.append(("kafka", broker.stop))
+            self.rows.append(("kafka", "embedded (in memory)", broker.bootstrap_servers))
+        else:
+            self.rows.append(("kafka", "external", self.settings.bootstrap_servers))
+        created = ensure_topics(self.settings.bootstrap_servers, ALL_TOPICS)
+        if created:
+            click.echo(f"topics created: {', '.join(created)}")
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "GLOBALMART_HOME": str(self.home),
+            "GLOBALMART_DATABASE_URL": self.settings.db_url,
+            "GLOBALMART_KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
+            "GLOBALMART_LAKE_PATH": self.settings.lake,
+            "GLOBALMART_REDIS_URL": self.settings.redis_url,
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def start_component(self, component: Component) -> None:
+        if component.port is not None and not port_is_free(component.port):
+            raise PortInUseError(component.port, component.port_variable, component.name)
+        if component.name == "dagster":
+            _prepare_dagster_home(Path(component.env["DAGSTER_HOME"]))
+        self.logs.mkdir(parents=True, exist_ok=True)
+        component.log_path = self.logs / f"{component.name}.log"
+        with open(component.log_path, "ab") as log:
+            component.process = subprocess.Popen(
+                component.argv, env={**self.child_env(), **component.env}, cwd=REPO_ROOT,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self._stops.append((component.name, lambda: _stop_process(component)))
+        self._wait_healthy(component)
+        self.rows.append((component.name, component.address, f"log: {component.log_path}"))
+
+    def _wait_healthy(self, component: Component) -> None:
+        assert component.process is not None
+        deadline = time.monotonic() + _HEALTH_TIMEOUT_S
+        click.echo(f"starting {component.name} ...")
+        while not self.stop_requested.is_set():
+            if component.process.poll() is not None:
+                raise RuntimeError(
+                    f"{component.name} exited with {component.process.returncode} while starting; "
+                    f"see {component.log_path}"
+                )
+            if component.health_url is None or _healthy(component.health_url):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{component.name} was not healthy within {_HEALTH_TIMEOUT_S:.0f} s; "
+                    f"see {component.log_path}"
+                )
+            self.stop_requested.wait(0.5)
+
+    def print_table(self) -> None:
+        width = max(len(name) for name, _, _ in self.rows)
+        click.echo("")
+        click.echo("GlobalMart is up. Ctrl-C stops everything.")
+        for name, where, detail in self.rows:
+            click.echo(f"  {name:<{width}}  {where}  {detail}")
+        click.echo("")
+
+    def watch(self, components: list[Component]) -> int:
+        """Print ingestion rates until a stop is requested or a component dies."""
+        previous = topic_end_offsets(self.settings.bootstrap_servers, ALL_TOPICS)
+        last = time.monotonic()
+        while not self.stop_requested.wait(self.runtime.status_interval_s):
+            for component in components:
+                assert component.process is not None
+                if component.process.poll() is not None:
+                    code = component.process.returncode
+                    click.echo(f"{component.name} exited unexpectedly with {code}; "
+                               f"see {component.log_path}. Stopping.", err=True)
+                    return 1
+            current = topic_end_offsets(self.settings.bootstrap_servers, ALL_TOPICS)
+            now = time.monotonic()
+            click.echo(_rates_line(previous, current, now - last))
+            previous, last = current, now
+        return 0
+
+    def stop_all(self) -> None:
+        for name, stop in reversed(self._stops):
+            click.echo(f"stopping {name} ...")
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the rest
+                click.echo(f"  {name} did not stop cleanly: {exc}", err=True)
+        self._stops.clear()
+
+
+def topic_end_offsets(bootstrap_servers: str, topics: tuple[str, ...]) -> dict[str, int]:
+    """Σ of the reported high watermarks per topic (approximate on Tansu, enough for rates)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "globalmart-up"})
+    try:
+        metadata = consumer.list_topics(timeout=5)
+        ends = {}
+        for topic in topics:
+            if topic not in metadata.topics:
+                continue
+            ends[topic] = sum(
+                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+                for p in metadata.topics[topic].partitions
+            )
+        return ends
+    except KafkaException:
+        return {}
+    finally:
+        consumer.close()
+
+
+def _rates_line(previous: dict[str, int], current: dict[str, int], seconds: float) -> str:
+    parts = []
+    for topic in (*INPUT_TOPICS, "alerts", "dead_letter"):
+        delta = max(0, current.get(topic, 0) - previous.get(topic, 0))
+        parts.append(f"{topic} {delta / max(seconds, 1e-9):,.0f}/s")
+    total = sum(current.get(t, 0) for t in INPUT_TOPICS)
+    return f"[{time.strftime('%H:%M:%S')}] ingest: " + ", ".join(parts) + f" | total {total:,}"
+
+
+def _stop_process(component: Component) -> None:
+    """SIGINT to the child's process group (it shuts down gracefully), then SIGKILL."""
+    process = component.process
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        return
+    # The leader is gone; make sure nothing it spawned outlives it.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def run_platform(settings: PlatformSettings, rate: float, without: set[str]) -> int:
+    """Run the platform until Ctrl-C; returns the process exit code."""
+    runtime = RuntimeSettings()
+    platform = Platform(settings, runtime)
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if not platform.stop_requested.is_set():
+            click.echo(f"\n{signal.Signals(signum).name} received: shutting down ...")
+        platform.stop_requested.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    components = _components(settings, runtime, rate, without)
+    code = 0
+    try:
+        platform.start_services()
+        for component in components:
+            if platform.stop_requested.is_set():
+                break
+            platform.start_component(component)
+        if not platform.stop_requested.is_set():
+            platform.print_table()
+            code = platform.watch(components)
+    except (PortInUseError, RuntimeError, TimeoutError, ConnectionError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = 1
+    finally:
+        platform.stop_all()
+    click.echo("stopped." if code == 0 else "stopped after an error.")
+    return code
