@@ -101,7 +101,9 @@ def upgrade(url: str) -> list[Migration]:
                        checksum text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            done = dict(conn.execute("SELECT version, checksum FROM public.schema_migrations"))
+            done: dict[int, str] = dict(
+                conn.execute("SELECT version, checksum FROM public.schema_migrations").fetchall()
+            )
             for migration in migrations():
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:
@@ -111,7 +113,7 @@ def upgrade(url: str) -> list[Migration]:
                         )
                     continue
                 with conn.transaction():
-                    conn.execute(migration.sql)  # type: ignore[arg-type]
+                    conn.execute(sql.SQL(migration.sql))
                     conn.execute(
                         "INSERT INTO public.schema_migrations (version, name, checksum) "
                         "VALUES (%s, %s, %s)",

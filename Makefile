@@ -1,0 +1,38 @@
+# The commands a developer and CI use. `make up` and `make test` work on a fresh machine
+# with Python 3.11+ and Java 17 (they create .venv and install the project first).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install up test test-fast lint format bench clean
+
+$(BIN)/globalmart: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/globalmart  ## create .venv and install the platform with its dev tools
+
+up: install  ## run the whole platform on its embedded default (Ctrl-C stops it)
+	$(BIN)/globalmart up
+
+test: install  ## the full test suite against the real local services
+	$(BIN)/pytest
+
+test-fast: install  ## everything but the slow end-to-end tests
+	$(BIN)/pytest -m "not slow"
+
+lint: install  ## ruff and mypy, as CI runs them
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install  ## every benchmark; figures go to docs/benchmarks.md by hand
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .globalmart .pytest_cache .ruff_cache .mypy_cache
