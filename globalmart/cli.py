@@ -49,6 +49,18 @@ def upgrade(database_url: str | None, create: bool) -> None:
     click.echo(f"schema is up to date ({len(db.migrations())} migrations)")
 
 
+@main.command()
+@click.option("--bootstrap-servers", envvar="GLOBALMART_KAFKA_BOOTSTRAP_SERVERS",
+              help="Defaults to the platform's.")
+def topics(bootstrap_servers: str | None) -> None:
+    """Create the platform's topics (3 partitions, 7-day retention) where missing."""
+    from globalmart.contracts import ALL_TOPICS
+    from globalmart.kafka import ensure_topics
+
+    created = ensure_topics(bootstrap_servers or PlatformSettings().bootstrap_servers, ALL_TOPICS)
+    click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
 @main.group()
 def contracts() -> None:
     """Event contracts."""
