@@ -1,0 +1,157 @@
+"""``globalmart up`` as a user runs it: it starts, events flow, Ctrl-C stops it with exit 0."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from globalmart.embedded import free_port, port_is_free
+
+GLOBALMART = str(Path(sys.executable).parent / "globalmart")
+
+
+class Up:
+    """A running ``globalmart up`` whose output is read line by line."""
+
+    def __init__(self, home: Path, args: list[str], extra_env: dict[str, str]) -> None:
+        self.pg_port, self.kafka_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("GLOBALMART_") and k != "DAGSTER_HOME"}
+        env.update({
+            "GLOBALMART_HOME": str(home),
+            "GLOBALMART_EMBEDDED_PG_PORT": str(self.pg_port),
+            "GLOBALMART_EMBEDDED_KAFKA_PORT": str(self.kafka_port),
+            "GLOBALMART_STATUS_INTERVAL_S": "1",
+            **extra_env,
+        })
+        self.process = subprocess.Popen(
+            [GLOBALMART, "up", *args], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for_line(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            self.output.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r} within {timeout} s:\n{''.join(self.output)}")
+
+    def interrupt(self, timeout: float) -> int:
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=timeout)
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return code
+
+
+@pytest.fixture
+def up_factory(tmp_path: Path) -> Iterator:
+    started: list[Up] = []
+
+    def start(args: list[str], extra_env: dict[str, str] | None = None) -> Up:
+        running = Up(tmp_path / "home", args, extra_env or {})
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
+
+
+def _wait_for_messages(bootstrap: str, topic: str, timeout: float) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-up",
+                         "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            messages = [m for m in consumer.consume(100, timeout=0.5) if m.error() is None]
+            if messages:
+                return len(messages)
+        return 0
+    finally:
+        consumer.close()
+
+
+def test_up_runs_the_generator_and_stops_cleanly_on_sigint(up_factory) -> None:
+    up = up_factory(["--rate", "200", "--without", "stream", "--without", "dagster",
+                     "--without", "api"])
+
+    up.wait_for_line("GlobalMart is up", timeout=120)
+    received = _wait_for_messages(f"127.0.0.1:{up.kafka_port}", "transactions", timeout=60)
+    up.wait_for_line("ingest:", timeout=30)
+    code = up.interrupt(timeout=90)
+
+    assert received > 0, "".join(up.output)
+    assert code == 0, "".join(up.output)
+    assert port_is_free(up.pg_port) and port_is_free(up.kafka_port)
+
+
+def test_up_refuses_a_taken_port_naming_the_variable(up_factory, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        up = up_factory(["--without", "generator", "--without", "stream", "--without", "dagster"],
+                        {"GLOBALMART_API_PORT": str(port)})
+        code = up.process.wait(timeout=120)
+        up.interrupt(timeout=5)
+
+    output = "".join(up.output)
+    assert code == 1
+    assert f"port {port}" in output and "GLOBALMART_API_PORT" in output
+    assert port_is_free(up.pg_port) and port_is_free(up.kafka_port)
+
+
+@pytest.mark.slow
+def test_up_runs_the_whole_platform(up_factory) -> None:
+    """Every component starts and is healthy, the stream writes sales metrics, Ctrl-C stops it."""
+    up = up_factory(["--rate", "300"], {"GLOBALMART_API_PORT": str(free_port()),
+                                        "GLOBALMART_DAGSTER_PORT": str(free_port())})
+
+    up.wait_for_line("GlobalMart is up", timeout=400)
+    url = f"postgresql://postgres@127.0.0.1:{up.pg_port}/globalmart"
+    deadline = time.monotonic() + 240
+    rows = 0
+    while time.monotonic() < deadline and rows == 0:
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("SELECT count(*) FROM sales_metrics").fetchone()[0]
+        if rows == 0:
+            up.process.poll()
+            assert up.process.returncode is None, "".join(up.output)
+            time.sleep(1)  # polling interval of a condition with a deadline
+    code = up.interrupt(timeout=120)
+
+    assert rows > 0, "".join(up.output)
+    assert code == 0, "".join(up.output)
+
