@@ -55,8 +55,10 @@ CREATE TABLE IF NOT EXISTS public.inventory_status (
 );
 CREATE INDEX IF NOT EXISTS inventory_status_status_idx ON public.inventory_status (status);
 
+-- One row per session: events sharing a session_id, split where the user was inactive for more
+-- than 30 minutes (so a session_id can have several rows, told apart by session_start).
 CREATE TABLE IF NOT EXISTS public.session_metrics (
-    session_id       text PRIMARY KEY,
+    session_id       text NOT NULL,
     user_id          text NOT NULL,
     session_start    timestamptz NOT NULL,
     session_end      timestamptz NOT NULL,
@@ -67,16 +69,22 @@ CREATE TABLE IF NOT EXISTS public.session_metrics (
     purchases        integer NOT NULL,
     revenue          numeric(14, 2) NOT NULL,
     converted        boolean NOT NULL,
-    updated_at       timestamptz NOT NULL DEFAULT now()
+    last_cart_add_at timestamptz,                  -- null when nothing was added
+    purchased_after_last_add boolean NOT NULL,     -- a purchase within 15 minutes of it
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (session_id, session_start)
 );
 CREATE INDEX IF NOT EXISTS session_metrics_end_idx ON public.session_metrics (session_end);
 
+-- Decided once the event-time watermark passes last_cart_event_at + 15 minutes.
 CREATE TABLE IF NOT EXISTS public.cart_abandonment (
-    session_id        text PRIMARY KEY,
+    session_id        text NOT NULL,
+    session_start     timestamptz NOT NULL,
     user_id           text NOT NULL,
     last_cart_event_at timestamptz NOT NULL,
     items_added       integer NOT NULL,
-    detected_at       timestamptz NOT NULL
+    detected_at       timestamptz NOT NULL,
+    PRIMARY KEY (session_id, session_start)
 );
 
 CREATE TABLE IF NOT EXISTS public.alerts (
@@ -116,3 +124,55 @@ CREATE TABLE IF NOT EXISTS public.pipeline_metrics (
     PRIMARY KEY (query_name, batch_id, topic)
 );
 CREATE INDEX IF NOT EXISTS pipeline_metrics_processed_idx ON public.pipeline_metrics (processed_at);
+
+-- Private state of the streaming application (not read by other components).
+CREATE SCHEMA IF NOT EXISTS stream_state;
+
+-- Micro-batches whose additive writes are committed, written in the same transaction as them:
+-- a batch Spark runs again after a crash is recognised and skipped.
+CREATE TABLE IF NOT EXISTS stream_state.batch_commits (
+    query_name   text NOT NULL,
+    batch_id     bigint NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (query_name, batch_id)
+);
+
+-- Recent transactions per user, for the rapid-fire rule across micro-batches (pruned behind
+-- the watermark).
+CREATE TABLE IF NOT EXISTS stream_state.recent_transactions (
+    user_id        text NOT NULL,
+    transaction_id text NOT NULL,
+    event_time     timestamptz NOT NULL,
+    amount         numeric(14, 2) NOT NULL,
+    PRIMARY KEY (user_id, transaction_id)
+);
+CREATE INDEX IF NOT EXISTS recent_transactions_time_idx
+    ON stream_state.recent_transactions (user_id, event_time);
+CREATE INDEX IF NOT EXISTS recent_transactions_prune_idx
+    ON stream_state.recent_transactions (event_time);
+
+-- Stock movements per product, whether or not the product is in source.products yet.
+CREATE TABLE IF NOT EXISTS stream_state.inventory_counters (
+    product_id      text PRIMARY KEY,
+    units_sold      bigint NOT NULL,
+    units_restocked bigint NOT NULL,
+    units_adjusted  bigint NOT NULL
+);
+
+-- Highest event time and the watermark decisions were last made at, per query.
+CREATE TABLE IF NOT EXISTS stream_state.query_progress (
+    query_name     text PRIMARY KEY,
+    max_event_time timestamptz NOT NULL,
+    decided_until  timestamptz
+);
+
+CREATE OR REPLACE FUNCTION stream_state.stock_status(stock bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN stock <= 0 THEN 'out' WHEN stock <= 5 THEN 'critical'
+                WHEN stock <= 10 THEN 'low' ELSE 'ok' END
+$$;
+
+CREATE OR REPLACE FUNCTION stream_state.status_rank(status text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE status WHEN 'ok' THEN 0 WHEN 'low' THEN 1 WHEN 'critical' THEN 2 ELSE 3 END
+$$;

@@ -1,0 +1,103 @@
+"""Parsing and validation of Kafka records against the event contracts.
+
+Validation runs the contract models of :mod:`globalmart.contracts` themselves (in a vectorised
+Python UDF), so the stream accepts and rejects exactly what the contract does. A valid record
+is re-serialised in the contract's canonical JSON (normalised UUIDs, exact decimals, UTC-aware
+times) and only then parsed into the topic's Spark schema, which therefore never meets a value
+it cannot represent.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+from pyspark.sql.types import StringType, StructField, StructType
+
+from streaming.schemas import TOPIC_SCHEMAS
+
+VERDICT = StructType([
+    StructField("reason", StringType(), True),
+    StructField("text", StringType(), True),
+])
+MAX_REASON = 500
+
+
+def _reason(exc: Exception) -> str:
+    """A short, human reason from a validation error."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        parts = []
+        for error in exc.errors(include_url=False, include_input=False)[:5]:
+            where = ".".join(str(p) for p in error["loc"]) or "payload"
+            parts.append(f"{where}: {error['msg']}")
+        text = "; ".join(parts)
+    else:
+        text = str(exc)
+    return text[:MAX_REASON]
+
+
+def check_record(topic: str | None, value: bytes | None) -> tuple[str | None, str]:
+    """Validate one record: ``(None, canonical JSON)`` when valid, else ``(reason, payload text)``.
+
+    The payload text is the original bytes decoded as UTF-8 with replacement characters.
+    """
+    from globalmart.contracts import INPUT_TOPICS, parse_event
+
+    raw = bytes(value) if value is not None else b""
+    if topic not in INPUT_TOPICS:
+        return f"unknown topic {topic!r}", raw.decode("utf-8", "replace")
+    if not raw:
+        return "empty payload", ""
+    try:
+        event = parse_event(topic, raw)
+    except Exception as exc:  # noqa: BLE001 - every failure is a rejection with its reason
+        return _reason(exc), raw.decode("utf-8", "replace")
+    return None, event.model_dump_json()
+
+
+@pandas_udf(VERDICT)  # type: ignore[call-overload]
+def _verdict(topic: pd.Series, value: pd.Series) -> pd.DataFrame:
+    results = [check_record(t, v) for t, v in zip(topic, value, strict=True)]
+    return pd.DataFrame(results, columns=["reason", "text"])
+
+
+def validate(records: DataFrame) -> DataFrame:
+    """Kafka records (``topic``, ``partition``, ``offset``, ``value``, ``timestamp``) with their
+    verdict: ``reason`` (null when valid) and ``text`` (canonical JSON when valid, else the
+    original payload as text)."""
+    verdict = _verdict(F.col("topic"), F.col("value"))
+    return records.select(
+        F.col("topic"),
+        F.col("partition").cast("int").alias("kafka_partition"),
+        F.col("offset").cast("long").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        verdict.alias("verdict"),
+    ).select("topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "verdict.*")
+
+
+def rejected(validated: DataFrame) -> DataFrame:
+    """The invalid records: where they came from, the reason and the original payload."""
+    return validated.where(F.col("reason").isNotNull()).select(
+        "topic", "kafka_partition", "kafka_offset",
+        F.col("reason"), F.col("text").alias("payload"),
+    )
+
+
+def _typed(text: Column, topic: str) -> Column:
+    return F.from_json(text, TOPIC_SCHEMAS[topic], {"mode": "FAILFAST"})
+
+
+def accepted(validated: DataFrame, topic: str) -> DataFrame:
+    """The valid events of ``topic`` in its Spark schema, plus ``kafka_partition``,
+    ``kafka_offset`` and ``event_date`` (UTC date of ``event_time``)."""
+    fields = TOPIC_SCHEMAS[topic].fieldNames()
+    return (
+        validated.where((F.col("topic") == topic) & F.col("reason").isNull())
+        .select(_typed(F.col("text"), topic).alias("e"), "kafka_partition", "kafka_offset")
+        .select(*[F.col(f"e.{name}").alias(name) for name in fields],
+                "kafka_partition", "kafka_offset")
+        .withColumn("event_date", F.to_date("event_time"))
+    )
