@@ -1,0 +1,584 @@
+"""A Kafka source for Spark written on Spark 4's Python Data Source API (no connector jar).
+
+``spark.readStream.format("globalmart_kafka")`` (after :func:`register_kafka_source`) yields the
+same columns as Spark's native ``kafka`` format — key, value, topic, partition, offset, timestamp,
+timestampType — so the two can be swapped by a setting. Offsets per topic-partition live in the
+query's checkpoint (``{"topic": {"partition": next_offset}}``, like the native source);
+``maxOffsetsPerTrigger`` bounds a micro-batch and is spread fairly over the partitions; every
+Kafka partition with records in the batch is one Spark input partition, read with a
+confluent-kafka consumer that is assigned (never subscribed) and commits nothing.
+
+The broker may be Apache Kafka or Tansu, whose reported log end can lag the true end; the log
+ends come from :class:`globalmart.kafka.LogProbe`, which is exact on both. When the broker forgets
+a topic (an in-memory broker restarted) or a partition's log ends before the checkpointed offset,
+the source logs a WARNING naming the topic and partitions and continues from the log start; a
+topic that does not exist yet is waited for. ``failOnDataLoss=true`` makes data loss an error.
+
+Options (case-insensitive; anything else is refused):
+
+============================  =============================================================
+``kafka.bootstrap.servers``   required
+``subscribe``                 required: comma-separated topic names
+``startingOffsets``           ``earliest`` | ``latest`` | JSON ``{"t": {"0": 42}}`` with -2 =
+                              earliest, -1 = latest (default: ``latest`` for streams,
+                              ``earliest`` for batch reads)
+``endingOffsets``             batch reads only: ``latest`` (default) | JSON as above
+``maxOffsetsPerTrigger``      records per micro-batch over all partitions (default: no limit)
+``failOnDataLoss``            ``false`` (default): warn and go on; ``true``: fail the query
+``kafkaConsumer.pollTimeoutMs``  how long a task waits for records of its range (default 30000)
+``kafka.<librdkafka key>``    passed to confluent-kafka (security settings, for instance)
+============================  =============================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from pyspark.sql import SparkSession
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceReader,
+    DataSourceStreamReader,
+    InputPartition,
+)
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.streaming.datasource import (
+    ReadAllAvailable,
+    ReadLimit,
+    ReadMaxRows,
+    SupportsTriggerAvailableNow,
+)
+from pyspark.sql.types import (
+    BinaryType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from globalmart.kafka import LogProbe, TopicPartitionKey
+
+log = logging.getLogger(__name__)
+
+SOURCE_NAME = "globalmart_kafka"
+
+KAFKA_SCHEMA = StructType([
+    StructField("key", BinaryType()),
+    StructField("value", BinaryType()),
+    StructField("topic", StringType()),
+    StructField("partition", IntegerType()),
+    StructField("offset", LongType()),
+    StructField("timestamp", TimestampType()),
+    StructField("timestampType", IntegerType()),
+])
+"""The native Kafka source's schema, column for column."""
+
+_ARROW_SCHEMA = to_arrow_schema(KAFKA_SCHEMA, timezone="UTC")
+_EARLIEST, _LATEST = -2, -1
+_ROWS_PER_ARROW_BATCH = 20_000
+_PROBE_TIMEOUT_S = 5.0
+# confluent-kafka timestamp types (0 none, 1 create, 2 log append) -> Kafka's ids (-1, 0, 1)
+_TIMESTAMP_TYPE_SHIFT = 1
+
+Offsets = dict[TopicPartitionKey, int]
+
+
+class KafkaSourceError(RuntimeError):
+    """A wrong option, or data loss while ``failOnDataLoss`` is true."""
+
+
+@dataclass(frozen=True)
+class KafkaSourceOptions:
+    """The source's options, validated (see the module docstring for their meaning)."""
+
+    bootstrap_servers: str
+    topics: tuple[str, ...]
+    starting_offsets: str
+    ending_offsets: str = "latest"
+    max_offsets_per_trigger: int | None = None
+    fail_on_data_loss: bool = False
+    poll_timeout_ms: int = 30_000
+    kafka_config: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str], stream: bool) -> KafkaSourceOptions:
+        """Validate Spark's option map; unknown options and bad values raise
+        ``KafkaSourceError``."""
+        opts = {k.lower(): v for k, v in options.items() if k.lower() != "path"}
+        known = {"kafka.bootstrap.servers", "subscribe", "startingoffsets", "endingoffsets",
+                 "maxoffsetspertrigger", "failondataloss", "kafkaconsumer.polltimeoutms"}
+        unknown = sorted(k for k in opts if k not in known and not k.startswith("kafka."))
+        if unknown:
+            raise KafkaSourceError(
+                f"{SOURCE_NAME}: unknown option(s) {unknown}; allowed: kafka.bootstrap.servers, "
+                "subscribe, startingOffsets, endingOffsets, maxOffsetsPerTrigger, "
+                "failOnDataLoss, kafkaConsumer.pollTimeoutMs and kafka.<librdkafka setting>")
+        bootstrap = opts.get("kafka.bootstrap.servers", "").strip()
+        if not bootstrap:
+            raise KafkaSourceError(f"{SOURCE_NAME}: option kafka.bootstrap.servers is required")
+        topics = tuple(dict.fromkeys(t.strip() for t in opts.get("subscribe", "").split(",")
+                                     if t.strip()))
+        if not topics:
+            raise KafkaSourceError(f"{SOURCE_NAME}: option subscribe (comma-separated topics) "
+                                   "is required")
+        starting = opts.get("startingoffsets", "latest" if stream else "earliest").strip()
+        ending = opts.get("endingoffsets", "latest").strip()
+        if stream and "endingoffsets" in opts:
+            raise KafkaSourceError(f"{SOURCE_NAME}: endingOffsets is for batch reads only")
+        _parse_offset_spec(starting, "startingOffsets")
+        if _parse_offset_spec(ending, "endingOffsets") == "earliest":
+            raise KafkaSourceError(f"{SOURCE_NAME}: endingOffsets cannot be 'earliest'")
+        max_rows = opts.get("maxoffsetspertrigger")
+        return cls(
+            bootstrap_servers=bootstrap,
+            topics=topics,
+            starting_offsets=starting,
+            ending_offsets=ending,
+            max_offsets_per_trigger=(None if max_rows is None
+                                     else _positive_int(max_rows, "maxOffsetsPerTrigger")),
+            fail_on_data_loss=_boolean(opts.get("failondataloss", "false"), "failOnDataLoss"),
+            poll_timeout_ms=_positive_int(opts.get("kafkaconsumer.polltimeoutms", "30000"),
+                                          "kafkaConsumer.pollTimeoutMs"),
+            kafka_config={k.removeprefix("kafka."): v for k, v in opts.items()
+                          if k.startswith("kafka.") and k != "kafka.bootstrap.servers"},
+        )
+
+
+def _positive_int(value: str, name: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise KafkaSourceError(f"{SOURCE_NAME}: {name} must be a positive integer, got {value!r}")
+    return number
+
+
+def _boolean(value: str, name: str) -> bool:
+    if value.strip().lower() not in ("true", "false"):
+        raise KafkaSourceError(f"{SOURCE_NAME}: {name} must be true or false, got {value!r}")
+    return value.strip().lower() == "true"
+
+
+def _parse_offset_spec(spec: str, name: str) -> str | Offsets:
+    """'earliest' | 'latest' | {(topic, partition): offset or -2/-1} from the JSON form."""
+    if spec.lower() in ("earliest", "latest"):
+        return spec.lower()
+    try:
+        raw = json.loads(spec)
+        offsets = {(str(t), int(p)): int(o) for t, parts in raw.items() for p, o in parts.items()}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise KafkaSourceError(
+            f"{SOURCE_NAME}: {name} must be 'earliest', 'latest' or JSON like "
+            f'{{"topic": {{"0": 42}}}}, got {spec!r}') from exc
+    if any(o < _EARLIEST for o in offsets.values()):
+        raise KafkaSourceError(f"{SOURCE_NAME}: {name} offsets must be >= -2, got {spec!r}")
+    return offsets
+
+
+def encode_offsets(offsets: Offsets) -> dict[str, dict[str, int]]:
+    """{(topic, partition): offset} -> the checkpoint form {"topic": {"partition": offset}}."""
+    encoded: dict[str, dict[str, int]] = {}
+    for (topic, partition), offset in sorted(offsets.items()):
+        encoded.setdefault(topic, {})[str(partition)] = offset
+    return encoded
+
+
+def decode_offsets(encoded: Mapping[str, Mapping[str, int]]) -> Offsets:
+    """The checkpoint form back to {(topic, partition): offset}."""
+    return {(t, int(p)): int(o) for t, parts in encoded.items() for p, o in parts.items()}
+
+
+def fair_shares(available: Mapping[TopicPartitionKey, int], budget: int
+                ) -> dict[TopicPartitionKey, int]:
+    """Split ``budget`` records over partitions with ``available`` records each, max-min fair:
+    every partition gets an equal share, and what a small partition cannot use goes to the
+    others. The result never exceeds ``budget`` nor any partition's availability, and some
+    partition always advances when records are available and ``budget`` > 0."""
+    shares = dict.fromkeys(available, 0)
+    pending = sorted((n, key) for key, n in available.items() if n > 0)
+    remaining = budget
+    for index, (n, key) in enumerate(pending):
+        take = min(n, remaining // (len(pending) - index))
+        shares[key] = take
+        remaining -= take
+    return shares
+
+
+def resolve_offsets(spec: str | Offsets, partitions: list[TopicPartitionKey],
+                    probe: LogProbe) -> Offsets:
+    """Concrete offsets for ``partitions`` from a start/end spec ('earliest', 'latest' or a
+    JSON map in which -2 means earliest and -1 latest; partitions it omits start at the
+    earliest offset)."""
+    if spec == "earliest":
+        return probe.start_offsets(partitions)
+    if spec == "latest":
+        return probe.end_offsets(partitions)
+    assert isinstance(spec, dict)
+    wanted = {key: spec.get(key, _EARLIEST) for key in partitions}
+    starts = probe.start_offsets([k for k, o in wanted.items() if o == _EARLIEST])
+    ends = probe.end_offsets([k for k, o in wanted.items() if o == _LATEST])
+    resolved = {}
+    for key, offset in wanted.items():
+        value = {_EARLIEST: starts.get(key), _LATEST: ends.get(key)}.get(offset, offset)
+        if value is not None:
+            resolved[key] = value
+    return resolved
+
+
+class KafkaDataSource(DataSource):
+    """``globalmart_kafka``: Kafka topics as a Spark stream or batch, with the native Kafka
+    source's schema (see the module docstring for the options)."""
+
+    @classmethod
+    def name(cls) -> str:
+        """The format name for ``spark.readStream.format(...)``."""
+        return SOURCE_NAME
+
+    def schema(self) -> StructType:
+        """key, value, topic, partition, offset, timestamp, timestampType."""
+        return KAFKA_SCHEMA
+
+    def streamReader(self, schema: StructType) -> KafkaStreamReader:
+        """The micro-batch reader; offsets go to the query's checkpoint."""
+        return KafkaStreamReader(KafkaSourceOptions.parse(self.options, stream=True))
+
+    def reader(self, schema: StructType) -> KafkaBatchReader:
+        """A batch read of the offset range startingOffsets..endingOffsets."""
+        return KafkaBatchReader(KafkaSourceOptions.parse(self.options, stream=False))
+
+
+def register_kafka_source(spark: SparkSession) -> None:
+    """Make ``format("globalmart_kafka")`` available in this session."""
+    spark.dataSource.register(KafkaDataSource)
+
+
+class KafkaInputPartition(InputPartition):
+    """The records [start, end) of one Kafka partition: one Spark task."""
+
+    def __init__(self, topic: str, partition: int, start: int, end: int) -> None:
+        super().__init__((topic, partition, start, end))
+        self.topic = topic
+        self.partition = partition
+        self.start = start
+        self.end = end
+
+
+def _input_partitions(start: Offsets, end: Offsets) -> list[KafkaInputPartition]:
+    return [KafkaInputPartition(topic, partition, start[(topic, partition)], until)
+            for (topic, partition), until in sorted(end.items())
+            if (topic, partition) in start and until > start[(topic, partition)]]
+
+
+class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    """Plans micro-batches from the log ends and reads them (see the module docstring).
+
+    One instance lives in the driver's planner process for the whole query, so it keeps the
+    probe connection and remembers what it warned about; Spark creates throwaway instances
+    elsewhere, hence nothing connects before it is needed."""
+
+    def __init__(self, options: KafkaSourceOptions) -> None:
+        self.options = options
+        self._probe: LogProbe | None = None
+        self._latest: Offsets = {}
+        self._target: Offsets | None = None
+        self._waiting_for: set[str] = set()
+        self._gone: set[str] = set()
+        self._unreachable_since: float | None = None
+
+    # -- planning (driver) -------------------------------------------------------------------
+
+    @property
+    def probe(self) -> LogProbe:
+        if self._probe is None:
+            self._probe = LogProbe(self.options.bootstrap_servers, self.options.kafka_config,
+                                   _PROBE_TIMEOUT_S)
+        return self._probe
+
+    def initialOffset(self) -> dict:
+        """Offsets of the existing partitions per ``startingOffsets``; topics that do not exist
+        yet are read from their start once they appear."""
+        try:
+            partitions = self.probe.partitions_of(self.options.topics)
+            spec = _parse_offset_spec(self.options.starting_offsets, "startingOffsets")
+            offsets = resolve_offsets(spec, partitions, self.probe)
+        except KafkaException as exc:
+            raise KafkaSourceError(
+                f"{SOURCE_NAME}: cannot reach Kafka at {self.options.bootstrap_servers} to "
+                f"find the starting offsets of {list(self.options.topics)}: {exc}") from exc
+        self._warn_missing_topics({t for t, _ in partitions})
+        return encode_offsets(offsets)
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        """``maxOffsetsPerTrigger`` records per micro-batch, or everything available."""
+        if self.options.max_offsets_per_trigger is None:
+            return ReadAllAvailable()
+        return ReadMaxRows(self.options.max_offsets_per_trigger)
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        """Trigger.AvailableNow: read up to the log ends of now, then stop."""
+        partitions = self.probe.partitions_of(self.options.topics)
+        self._target = self.probe.end_offsets(partitions)
+
+    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        """The end of the next micro-batch: each partition's true log end, capped by the read
+        limit. Partitions whose log was lost (broker restart) are moved back to their log
+        start; new partitions are registered at their log start and read from the next
+        batch. Broker outages give "no new data", with a warning, instead of an error."""
+        begin = decode_offsets(start)
+        try:
+            present = self.probe.topic_partitions(self.options.topics)
+            ends = self.probe.end_offsets((t, p) for t, ps in present.items() for p in ps)
+        except KafkaException as exc:
+            if self._unreachable_since is None:
+                self._unreachable_since = time.monotonic()
+                log.warning("%s: Kafka at %s is unreachable (%s); no new data until it answers",
+                            SOURCE_NAME, self.options.bootstrap_servers, exc)
+            return start
+        if self._unreachable_since is not None:
+            log.warning("%s: Kafka at %s answers again after %.0f s", SOURCE_NAME,
+                        self.options.bootstrap_servers, time.monotonic() - self._unreachable_since)
+            self._unreachable_since = None
+        self._latest = ends
+        end = dict(begin)
+        end.update(self._repositioned(begin, present, ends))
+        readable = {key: ends[key] - offset for key, offset in begin.items()
+                    if key in ends and end[key] == offset and ends[key] > offset}
+        if self._target is not None:
+            readable = {key: min(n, self._target.get(key, 0) - begin[key])
+                        for key, n in readable.items()}
+        if isinstance(limit, ReadMaxRows):
+            readable = fair_shares(readable, limit.max_rows)
+        for key, n in readable.items():
+            if n > 0:
+                end[key] = begin[key] + n
+        return encode_offsets(end)
+
+    def _repositioned(self, begin: Offsets, present: dict[str, list[int]], ends: Offsets
+                      ) -> Offsets:
+        """New partitions (at their log start) and partitions whose checkpointed offset no
+        longer exists (moved back to the log start), with the warnings."""
+        self._warn_missing_topics(set(present), begin)
+        moved: dict[TopicPartitionKey, int] = {}
+        lost: dict[str, list[int]] = {}
+        for topic in self.options.topics:
+            if topic not in present:
+                continue
+            for partition in present[topic]:
+                key = (topic, partition)
+                if key not in ends:
+                    continue  # not answering right now; keep its offset
+                if key not in begin:
+                    moved[key] = -1
+                elif topic in self._gone or begin[key] > ends[key]:
+                    moved[key] = -1
+                    lost.setdefault(topic, []).append(partition)
+        if not moved:
+            return {}
+        starts = self.probe.start_offsets(moved)
+        moved = {key: starts[key] for key in moved if key in starts}
+        for topic, partitions in lost.items():
+            self._data_lost(topic, {p: begin[(topic, p)] for p in partitions},
+                            {p: ends[(topic, p)] for p in partitions},
+                            {p: moved.get((topic, p)) for p in partitions})
+        self._gone -= set(present)
+        return moved
+
+    def _warn_missing_topics(self, present: set[str], begin: Offsets | None = None) -> None:
+        """Warn once per absence of a subscribed topic; remember it so that, when it comes
+        back, it is read from its start."""
+        for topic in self.options.topics:
+            if topic in present:
+                self._waiting_for.discard(topic)
+                continue
+            if topic in self._waiting_for:
+                continue
+            self._waiting_for.add(topic)
+            self._gone.add(topic)
+            known = {p: o for (t, p), o in sorted((begin or {}).items()) if t == topic}
+            if known:
+                log.warning("%s: topic %r is gone from %s (partitions %s, checkpointed offsets "
+                            "%s): the broker lost it (an in-memory broker restarted?); waiting "
+                            "for it to come back, then reading it from its start", SOURCE_NAME,
+                            topic, self.options.bootstrap_servers, sorted(known), known)
+            else:
+                log.warning("%s: topic %r does not exist on %s yet; waiting for it, then "
+                            "reading it from its start", SOURCE_NAME, topic,
+                            self.options.bootstrap_servers)
+
+    def _data_lost(self, topic: str, checkpointed: dict[int, int], log_ends: dict[int, int],
+                   restart_at: dict[int, int | None]) -> None:
+        message = (f"{SOURCE_NAME}: topic {topic!r} partitions {sorted(checkpointed)} on "
+                   f"{self.options.bootstrap_servers}: the checkpointed offsets {checkpointed} "
+                   f"are past the log ends {log_ends} or the topic was recreated: the broker lost "
+                   f"data (an in-memory broker restarted?)")
+        if self.options.fail_on_data_loss:
+            raise KafkaSourceError(message + "; failing because failOnDataLoss is true")
+        self.probe.forget((topic, p) for p in checkpointed)
+        log.warning("%s; continuing from the log start %s", message, restart_at)
+
+    def reportLatestOffset(self) -> dict | None:
+        """The log ends seen by the last ``latestOffset`` (for the query progress)."""
+        return encode_offsets(self._latest) if self._latest else None
+
+    def partitions(self, start: dict, end: dict) -> list[KafkaInputPartition]:
+        """One input partition per Kafka partition with records in [start, end)."""
+        return _input_partitions(decode_offsets(start), decode_offsets(end))
+
+    def commit(self, end: dict) -> None:
+        """Nothing to do: the offsets live in Spark's checkpoint."""
+
+    def stop(self) -> None:
+        """Close the probe's consumer."""
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+
+    # -- reading (executors) -----------------------------------------------------------------
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        """The records of one partition's offset range, as Arrow batches."""
+        assert isinstance(partition, KafkaInputPartition)
+        return read_range(self.options, partition)
+
+
+class KafkaBatchReader(DataSourceReader):
+    """``spark.read.format("globalmart_kafka")``: the records between startingOffsets and
+    endingOffsets, resolved when the query is planned."""
+
+    def __init__(self, options: KafkaSourceOptions) -> None:
+        self.options = options
+
+    def partitions(self) -> list[KafkaInputPartition]:
+        """One input partition per Kafka partition with records in the range."""
+        with LogProbe(self.options.bootstrap_servers, self.options.kafka_config,
+                      _PROBE_TIMEOUT_S) as probe:
+            partitions = probe.partitions_of(self.options.topics)
+            missing = set(self.options.topics) - {t for t, _ in partitions}
+            if missing:
+                log.warning("%s: topics %s do not exist on %s; reading none of their records",
+                            SOURCE_NAME, sorted(missing), self.options.bootstrap_servers)
+            start = resolve_offsets(_parse_offset_spec(self.options.starting_offsets,
+                                                       "startingOffsets"), partitions, probe)
+            end = resolve_offsets(_parse_offset_spec(self.options.ending_offsets,
+                                                     "endingOffsets"), partitions, probe)
+        return _input_partitions(start, end)
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        """The records of one partition's offset range, as Arrow batches."""
+        if not isinstance(partition, KafkaInputPartition):
+            return iter(())  # Spark's placeholder when there is nothing to read
+        return read_range(self.options, partition)
+
+
+def read_range(options: KafkaSourceOptions, part: KafkaInputPartition
+               ) -> Iterator[pa.RecordBatch]:
+    """Yield the records [part.start, part.end) of one Kafka partition as Arrow batches in the
+    source's schema. Records that no longer exist (retention, a broker that lost its data) are
+    skipped with a WARNING, or fail the task when ``failOnDataLoss`` is true; a task never
+    waits more than ``kafkaConsumer.pollTimeoutMs`` for a record that does not come."""
+    consumer = Consumer({
+        "bootstrap.servers": options.bootstrap_servers,
+        **options.kafka_config,
+        "group.id": "globalmart-spark-source",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 50,
+    }, logger=logging.getLogger("globalmart.kafka.librdkafka"))
+    try:
+        consumer.assign([TopicPartition(part.topic, part.partition, part.start)])
+        yield from _consume(consumer, options, part)
+    finally:
+        consumer.close()
+
+
+def _consume(consumer: Consumer, options: KafkaSourceOptions, part: KafkaInputPartition
+             ) -> Iterator[pa.RecordBatch]:
+    where = f"{part.topic}[{part.partition}]"
+    columns: dict[str, list[Any]] = _empty_columns()
+    position = part.start
+    wait = options.poll_timeout_ms / 1000
+    deadline = time.monotonic() + wait
+    while position < part.end:
+        batch = consumer.consume(min(10_000, part.end - position), timeout=0.01)
+        if not batch and time.monotonic() > deadline:
+            _range_lost(options, f"{where}: no record at offset {position} within {wait:.0f} s; "
+                                 f"records [{position}, {part.end}) are skipped")
+            break
+        for message in batch:
+            error, offset = message.error(), message.offset() or 0
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("%s: reading %s: %s", SOURCE_NAME, where, error)
+                elif offset <= position and _log_end(options, part) <= position:
+                    _range_lost(options, f"{where}: the log ends at {offset} but the batch "
+                                         f"planned records up to {part.end}; records "
+                                         f"[{position}, {part.end}) are gone")
+                    position = part.end
+                continue
+            if offset < position:
+                continue
+            if offset >= part.end:
+                position = part.end
+                break
+            if offset > position:
+                _range_lost(options, f"{where}: records [{position}, {offset}) are gone "
+                                     "(retention or a broker that lost data); skipped")
+            _append(columns, message)
+            position = offset + 1
+        if batch:
+            deadline = time.monotonic() + wait
+        if len(columns["offset"]) >= _ROWS_PER_ARROW_BATCH:
+            yield _arrow_batch(columns, part)
+            columns = _empty_columns()
+    if columns["offset"]:
+        yield _arrow_batch(columns, part)
+
+
+def _log_end(options: KafkaSourceOptions, part: KafkaInputPartition) -> int:
+    """The partition's true log end now (a second opinion before declaring records lost)."""
+    with LogProbe(options.bootstrap_servers, options.kafka_config, _PROBE_TIMEOUT_S) as probe:
+        return probe.end_offsets([(part.topic, part.partition)]).get(
+            (part.topic, part.partition), 0)
+
+
+def _range_lost(options: KafkaSourceOptions, detail: str) -> None:
+    if options.fail_on_data_loss:
+        raise KafkaSourceError(f"{SOURCE_NAME}: {detail}; failing because failOnDataLoss is true")
+    log.warning("%s: %s", SOURCE_NAME, detail)
+
+
+def _empty_columns() -> dict[str, list[Any]]:
+    return {"key": [], "value": [], "offset": [], "timestamp": [], "timestampType": []}
+
+
+def _append(columns: dict[str, list[Any]], message: Any) -> None:
+    kind, millis = message.timestamp()
+    columns["key"].append(message.key())
+    columns["value"].append(message.value())
+    columns["offset"].append(message.offset())
+    columns["timestamp"].append(millis * 1000 if kind else None)
+    columns["timestampType"].append(kind - _TIMESTAMP_TYPE_SHIFT)
+
+
+def _arrow_batch(columns: dict[str, list[Any]], part: KafkaInputPartition) -> pa.RecordBatch:
+    rows = len(columns["offset"])
+    return pa.RecordBatch.from_arrays([
+        pa.array(columns["key"], pa.binary()),
+        pa.array(columns["value"], pa.binary()),
+        pa.repeat(pa.scalar(part.topic, pa.string()), rows),
+        pa.repeat(pa.scalar(part.partition, pa.int32()), rows),
+        pa.array(columns["offset"], pa.int64()),
+        pa.array(columns["timestamp"], pa.timestamp("us", tz="UTC")),
+        pa.array(columns["timestampType"], pa.int32()),
+    ], schema=_ARROW_SCHEMA)
