@@ -1,14 +1,77 @@
-"""``globalmart api`` and ``globalmart apikey`` (placeholders until the API lands)."""
+"""``globalmart api`` (serve the API and dashboard) and ``globalmart apikey`` (manage keys)."""
+
+from __future__ import annotations
 
 import click
 
 
 @click.command()
-def api() -> None:
-    """Serve the REST API and the web dashboard."""
-    raise click.ClickException("the API is not built yet")
+@click.option("--host", default=None, help="Interface to bind [GLOBALMART_API_HOST, 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [GLOBALMART_API_PORT, 8000].")
+def api(host: str | None, port: int | None) -> None:
+    """Serve the REST API (/api/v1, /docs) and the web dashboard (/dashboard)."""
+    import uvicorn
+
+    from api.config import ApiSettings
+    from globalmart.db import redact
+
+    settings = ApiSettings()
+    host = host or settings.host
+    port = port or settings.port
+    click.echo(f"GlobalMart API on http://{host}:{port} (docs /docs, dashboard /dashboard, "
+               f"database {redact(settings.database_url)})")
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=1,
+                access_log=settings.access_log, log_level="info")
 
 
 @click.group()
 def apikey() -> None:
-    """Manage API keys."""
+    """Manage API keys (stored hashed in api.api_keys)."""
+
+
+def _database_url() -> str:
+    from globalmart.settings import PlatformSettings
+
+    return PlatformSettings().db_url
+
+
+@apikey.command(name="create")
+@click.argument("name")
+def create_key(name: str) -> None:
+    """Create a key called NAME and print it (it is shown only this once)."""
+    from api.keys import ApiKeyError, create_key
+
+    try:
+        key = create_key(_database_url(), name)
+    except (ApiKeyError, ConnectionError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(key)
+    click.echo(f"created key {name!r}; store it now, it cannot be shown again", err=True)
+
+
+@apikey.command(name="list")
+def list_keys() -> None:
+    """List keys (name, prefix, created, revoked); never the keys themselves."""
+    from api.keys import ApiKeyError, list_keys
+
+    try:
+        keys = list_keys(_database_url())
+    except (ApiKeyError, ConnectionError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for key in keys:
+        revoked = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        click.echo(f"{key.name}\t{key.key_prefix}…\tcreated {key.created_at:%Y-%m-%d %H:%M}"
+                   f"\t{revoked}")
+
+
+@apikey.command(name="revoke")
+@click.argument("name")
+def revoke_key(name: str) -> None:
+    """Revoke the active key called NAME."""
+    from api.keys import ApiKeyError, revoke_key
+
+    try:
+        revoke_key(_database_url(), name)
+    except (ApiKeyError, ConnectionError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"revoked key {name!r}")

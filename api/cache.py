@@ -1,0 +1,76 @@
+"""Response cache in Redis that never stands in the way.
+
+Keys are the full query: prefix + path + sorted query parameters. Every Redis call has a short
+socket timeout; after a failure the cache is skipped for ``retry_seconds`` so a dead Redis costs
+at most one short timeout per back-off period, and the API keeps answering from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from urllib.parse import urlencode
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+
+def cache_key(prefix: str, path: str, params: Iterable[tuple[str, str]]) -> str:
+    """The cache key of a request: path plus its query parameters in sorted order."""
+    query = urlencode(sorted(params))
+    return f"{prefix}{path}?{query}" if query else f"{prefix}{path}"
+
+
+class ResponseCache:
+    """Get and set serialised responses; failures are logged once and then skipped."""
+
+    def __init__(self, url: str, prefix: str, timeout: float, retry_seconds: float) -> None:
+        self.prefix = prefix
+        self.retry_seconds = retry_seconds
+        self._client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry_on_timeout=False, health_check_interval=0,
+        )
+        self._down_until = 0.0
+
+    @property
+    def available(self) -> bool:
+        """False while backing off after a failure."""
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        if self.available:
+            log.warning("Redis cache unavailable (%s); answering from PostgreSQL for %.0f s",
+                        exc, self.retry_seconds)
+        self._down_until = time.monotonic() + self.retry_seconds
+
+    async def get(self, key: str) -> bytes | None:
+        """The cached body, or None on a miss or when Redis is down."""
+        if not self.available:
+            return None
+        try:
+            value = await self._client.get(key)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return None
+        return value if isinstance(value, bytes) else None
+
+    async def set(self, key: str, body: bytes, ttl: float) -> None:
+        """Store a body for ``ttl`` seconds (no-op when ttl is 0 or Redis is down)."""
+        if ttl <= 0 or not self.available:
+            return
+        try:
+            await self._client.set(key, body, px=int(ttl * 1000))
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+
+    async def ping(self) -> None:
+        """Raise when Redis does not answer (used by /ready, ignores the back-off)."""
+        await self._client.ping()
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()

@@ -1,0 +1,1 @@
+"""The web dashboard: one HTML page drawn with plotly.js from the installed plotly package."""

@@ -1,0 +1,152 @@
+"""Operations: stock levels, browsing sessions, abandoned carts and alerts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from psycopg import AsyncConnection
+
+from api.queries.freshness import as_of
+from api.schemas import (
+    AbandonedCart,
+    AlertItem,
+    Alerts,
+    CartAbandonment,
+    InventoryItem,
+    InventoryStatus,
+    LowStock,
+    SessionSummary,
+    Severity,
+    StockCounts,
+    StockStatus,
+)
+
+_ITEM_COLUMNS = """product_id, product_name, category, current_stock, status, units_sold,
+       units_restocked, updated_at"""
+
+_INVENTORY = f"""
+SELECT {_ITEM_COLUMNS}, count(*) OVER () AS total
+FROM public.inventory_status
+WHERE (%(category)s::text IS NULL OR category = %(category)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY current_stock, product_id
+LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+_INVENTORY_COUNT = """
+SELECT count(*) AS total FROM public.inventory_status
+WHERE (%(category)s::text IS NULL OR category = %(category)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+"""
+
+_STATUS_COUNTS = "SELECT status, count(*) AS n FROM public.inventory_status GROUP BY status"
+
+_LOW_STOCK = f"""
+SELECT {_ITEM_COLUMNS} FROM public.inventory_status
+WHERE status IN ('low', 'critical', 'out')
+  AND (%(category)s::text IS NULL OR category = %(category)s)
+ORDER BY current_stock, product_id LIMIT %(limit)s
+"""
+
+_SESSIONS = """
+SELECT count(*) AS sessions, count(DISTINCT user_id) AS users,
+       count(DISTINCT user_id) FILTER (WHERE session_end >= %(active_since)s) AS active,
+       coalesce(avg(duration_seconds), 0) AS avg_duration,
+       coalesce(avg(page_views), 0) AS avg_views,
+       count(*) FILTER (WHERE converted) AS converted, coalesce(sum(revenue), 0) AS revenue
+FROM public.session_metrics WHERE session_end >= %(since)s
+"""
+
+_CARTS = """
+SELECT session_id, user_id, last_cart_event_at, items_added, detected_at
+FROM public.cart_abandonment WHERE detected_at >= %(since)s
+ORDER BY detected_at DESC, session_id LIMIT %(limit)s
+"""
+
+_CART_COUNTS = """
+SELECT (SELECT count(*) FROM public.cart_abandonment WHERE detected_at >= %(since)s) AS abandoned,
+       (SELECT count(*) FROM public.session_metrics
+         WHERE session_end >= %(since)s AND cart_adds > 0) AS with_cart
+"""
+
+_ALERTS = """
+SELECT alert_id::text AS alert_id, alert_type, severity, entity_id, message, created_at
+FROM public.alerts
+WHERE created_at >= %(since)s AND (%(severity)s::text IS NULL OR severity = %(severity)s)
+ORDER BY created_at DESC, alert_id LIMIT %(limit)s
+"""
+
+_ALERT_COUNTS = """
+SELECT severity, count(*) AS n FROM public.alerts WHERE created_at >= %(since)s GROUP BY severity
+"""
+
+
+async def inventory(conn: AsyncConnection, *, category: str | None, status: StockStatus | None,
+                    limit: int, offset: int) -> InventoryStatus:
+    """Stock per product (emptiest first) and the number of products per status."""
+    params = {"category": category, "status": status, "limit": limit, "offset": offset}
+    rows = await (await conn.execute(_INVENTORY, params)).fetchall()
+    if rows:
+        total = int(rows[0]["total"])
+    else:
+        total = int((await (await conn.execute(_INVENTORY_COUNT, params)).fetchone())["total"])
+    counts = {r["status"]: int(r["n"])
+              for r in await (await conn.execute(_STATUS_COUNTS)).fetchall()}
+    return InventoryStatus(
+        data_as_of=await as_of(conn, "inventory_status"), total=total, limit=limit,
+        offset=offset, summary=StockCounts(**counts, total=sum(counts.values())),
+        items=[InventoryItem.model_validate(row) for row in rows],
+    )
+
+
+async def low_stock(conn: AsyncConnection, *, category: str | None, limit: int) -> LowStock:
+    """Products at or below the low-stock threshold, emptiest first."""
+    rows = await (await conn.execute(_LOW_STOCK, {"category": category, "limit": limit})).fetchall()
+    return LowStock(data_as_of=await as_of(conn, "inventory_status"),
+                    items=[InventoryItem.model_validate(row) for row in rows])
+
+
+async def sessions(conn: AsyncConnection, *, hours: int, active_minutes: int) -> SessionSummary:
+    """Sessions with activity in the last ``hours`` hours."""
+    now = datetime.now(UTC)
+    params = {"since": now - timedelta(hours=hours),
+              "active_since": now - timedelta(minutes=active_minutes)}
+    row = await (await conn.execute(_SESSIONS, params)).fetchone()
+    count = int(row["sessions"])
+    return SessionSummary(
+        data_as_of=await as_of(conn, "session_metrics"), hours=hours, sessions=count,
+        unique_users=int(row["users"]), active_users=int(row["active"]),
+        avg_duration_seconds=round(float(row["avg_duration"]), 1),
+        avg_page_views=round(float(row["avg_views"]), 2),
+        conversion_rate=round(int(row["converted"]) / count, 4) if count else 0.0,
+        revenue=float(row["revenue"]),
+    )
+
+
+async def cart_abandonment(conn: AsyncConnection, *, hours: int, limit: int) -> CartAbandonment:
+    """Carts abandoned in the last ``hours`` hours and the abandonment rate."""
+    params = {"since": datetime.now(UTC) - timedelta(hours=hours), "limit": limit}
+    counts = await (await conn.execute(_CART_COUNTS, params)).fetchone()
+    rows = await (await conn.execute(_CARTS, params)).fetchall()
+    abandoned, with_cart = int(counts["abandoned"]), int(counts["with_cart"])
+    return CartAbandonment(
+        data_as_of=await as_of(conn, "cart_abandonment"), hours=hours,
+        abandoned_carts=abandoned, sessions_with_cart=with_cart,
+        abandonment_rate=round(min(abandoned / with_cart, 1.0), 4) if with_cart else 0.0,
+        items=[AbandonedCart.model_validate(row) for row in rows],
+    )
+
+
+async def alerts(conn: AsyncConnection, *, hours: int, severity: Severity | None,
+                 limit: int) -> Alerts:
+    """Alerts of the last ``hours`` hours, newest first, and their count per severity."""
+    params = {"since": datetime.now(UTC) - timedelta(hours=hours), "severity": severity,
+              "limit": limit}
+    rows = await (await conn.execute(_ALERTS, params)).fetchall()
+    counts = {r["severity"]: int(r["n"])
+              for r in await (await conn.execute(_ALERT_COUNTS, params)).fetchall()}
+    return Alerts(
+        data_as_of=await as_of(conn, "alerts"), hours=hours,
+        counts={s: counts.get(s, 0) for s in ("info", "warning", "critical")},
+        items=[AlertItem.model_validate(row) for row in rows],
+    )

@@ -1,0 +1,35 @@
+"""Liveness and readiness (no API key needed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import JSONResponse
+
+from api import __version__
+from api.schemas import Health, Readiness
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/health", response_model=Health, summary="Liveness")
+async def read_health() -> Health:
+    """The process is up. Needs no key and touches no dependency.
+
+    Example: `GET /health`
+    """
+    return Health(status="ok", version=__version__)
+
+
+@router.get("/ready", response_model=Readiness, summary="Readiness",
+            responses={503: {"model": Readiness, "description": "A dependency is down."}})
+async def read_ready(request: Request) -> JSONResponse:
+    """Checks PostgreSQL, Redis and the Kafka broker; 503 names what is down.
+
+    Example: `GET /ready`
+    """
+    checks = await request.app.state.readiness.check()
+    ready = all(check.ok for check in checks.values())
+    body = Readiness(status="ready" if ready else "not_ready", checks=checks)
+    return JSONResponse(body.model_dump(mode="json"),
+                        status_code=status.HTTP_200_OK if ready else
+                        status.HTTP_503_SERVICE_UNAVAILABLE)

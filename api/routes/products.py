@@ -1,0 +1,47 @@
+"""Product performance from the products mart."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from api.deps import ResponderDep
+from api.queries import marts
+from api.routes.params import Category, Limit, Offset
+from api.schemas import ProductPerformancePage, ProductSort, TopPerformers
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+
+@router.get("/performance", response_model=ProductPerformancePage,
+            summary="Product performance")
+async def read_product_performance(
+    responder: ResponderDep,
+    category: Category = None,
+    sort_by: Annotated[ProductSort, Query(description="Sort field (descending).")] = (
+        "total_revenue"),
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Response:
+    """Units, revenue, average price, score and rank in category of each product.
+
+    Example: `GET /api/v1/products/performance?category=Electronics&sort_by=units_sold&limit=10`
+    """
+    return await responder.respond(
+        lambda conn: marts.products(conn, category=category, sort_by=sort_by, limit=limit,
+                                    offset=offset),
+        mart=True)
+
+
+@router.get("/top-performers", response_model=TopPerformers, summary="Top products by revenue")
+async def read_top_performers(
+    responder: ResponderDep,
+    top_n: Annotated[int, Query(ge=1, le=100, description="How many products (1-100).")] = 10,
+) -> Response:
+    """The products with the most revenue in the latest snapshot.
+
+    Example: `GET /api/v1/products/top-performers?top_n=5`
+    """
+    return await responder.respond(lambda conn: marts.top_performers(conn, top_n), mart=True)
