@@ -1,0 +1,27 @@
+"""The GlobalMart code location: gathers what lives in ``defs/`` (``workspace.yaml`` loads it).
+
+Runs execute in process: one Spark session per run, and two cores shared by everything."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from globalmart_dagster.defs.checks import ALL_CHECKS
+from globalmart_dagster.defs.freshness import fact_freshness_checks, freshness_checks_sensor
+from globalmart_dagster.defs.jobs import JOBS
+from globalmart_dagster.defs.marts.assets import MARTS
+from globalmart_dagster.defs.raw.assets import RAW_ASSETS, SOURCE_ASSETS
+from globalmart_dagster.defs.resources import build_resources
+from globalmart_dagster.defs.schedules import SCHEDULES
+from globalmart_dagster.defs.sensors import SENSORS
+from globalmart_dagster.defs.warehouse.assets import DIMENSIONS, FACTS
+
+defs = dg.Definitions(
+    assets=[*SOURCE_ASSETS, *RAW_ASSETS, *DIMENSIONS, *FACTS, *MARTS],
+    asset_checks=[*ALL_CHECKS, *fact_freshness_checks],
+    jobs=JOBS,
+    schedules=SCHEDULES,
+    sensors=[*SENSORS, freshness_checks_sensor],
+    resources=build_resources(),
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,207 @@
+"""Asset checks: keys of every warehouse table, the facts' foreign keys, stream ↔ batch
+reconciliation of revenue, and the RFM mart's invariants.
+
+Key and foreign-key checks are blocking: a table that fails them must not feed the marts. On a
+daily fact, a check run with a partition looks at that day only; run without one (e.g. from
+the asset's Checks tab) it looks at the whole table.
+"""
+
+from collections.abc import Sequence
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+from psycopg import sql
+
+from globalmart_dagster.defs.marts.assets import customer_rfm_analysis
+from globalmart_dagster.defs.marts.transforms import SEGMENTS
+from globalmart_dagster.defs.warehouse.assets import (
+    dim_customer,
+    dim_date,
+    dim_location,
+    dim_product,
+    fact_sales,
+    fact_sessions,
+)
+from globalmart_dagster.resources import WarehouseResource
+
+# Revenue of a day in fact_sales and in the stream's sales_metrics may differ by this fraction.
+RECONCILIATION_TOLERANCE = 0.0001
+
+# table asset, table name, key columns, partitioned by event_date
+KEYED_TABLES: list[tuple[dg.AssetsDefinition, str, tuple[str, ...], bool]] = [
+    (dim_date, "dim_date", ("date_key",), False),
+    (dim_customer, "dim_customer", ("customer_key",), False),
+    (dim_product, "dim_product", ("product_id",), False),
+    (dim_location, "dim_location", ("location_key",), False),
+    (fact_sales, "fact_sales", ("transaction_id", "line_number"), True),
+    (fact_sessions, "fact_sessions", ("event_date", "session_id"), True),
+]
+
+# fact, column, dimension, dimension column
+FOREIGN_KEYS: dict[str, list[tuple[str, str, str]]] = {
+    "fact_sales": [("date_key", "dim_date", "date_key"),
+                   ("customer_key", "dim_customer", "customer_key"),
+                   ("product_id", "dim_product", "product_id"),
+                   ("location_key", "dim_location", "location_key")],
+    "fact_sessions": [("date_key", "dim_date", "date_key"),
+                      ("customer_key", "dim_customer", "customer_key")],
+}
+
+
+def _day_filter(context: dg.AssetCheckExecutionContext, partitioned: bool,
+                alias: str | None = None) -> tuple[sql.Composable, tuple]:
+    """``WHERE``-clause fragment restricting a daily fact to the run's partition (if any)."""
+    if partitioned and context.has_partition_key:
+        column = sql.Identifier(alias, "event_date") if alias else sql.Identifier("event_date")
+        return sql.SQL("{} = %s").format(column), (date.fromisoformat(context.partition_key),)
+    return sql.SQL("true"), ()
+
+
+def _result(violations: int, what: str, context: dg.AssetCheckExecutionContext,
+            **metadata) -> dg.AssetCheckResult:
+    scope = context.partition_key if context.has_partition_key else "all rows"
+    return dg.AssetCheckResult(
+        passed=violations == 0,
+        metadata={"violations": violations, "scope": scope, **metadata},
+        description=f"{violations} {what}" if violations else None,
+    )
+
+
+def _key_checks(asset: dg.AssetsDefinition, table: str, keys: Sequence[str],
+                partitioned: bool) -> list[dg.AssetChecksDefinition]:
+    table_id = sql.Identifier("warehouse", table)
+    key_ids = sql.SQL(", ").join(map(sql.Identifier, keys))
+    any_null = sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in keys)
+    key_names = ", ".join(keys)
+
+    @dg.asset_check(asset=asset, name="unique_keys", blocking=True,
+                    description=f"No two rows of {table} share ({key_names}).")
+    def unique_keys(context: dg.AssetCheckExecutionContext,
+                    warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        where, params = _day_filter(context, partitioned)
+        query = sql.SQL(
+            "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {t} WHERE {w} "
+            "GROUP BY {k} HAVING count(*) > 1) d"
+        ).format(t=table_id, w=where, k=key_ids)
+        extra = int(warehouse.scalar(query, params))
+        return _result(extra, f"duplicate rows on ({key_names})", context)
+
+    @dg.asset_check(asset=asset, name="no_null_keys", blocking=True,
+                    description=f"No row of {table} has a null in ({key_names}).")
+    def no_null_keys(context: dg.AssetCheckExecutionContext,
+                     warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        where, params = _day_filter(context, partitioned)
+        query = sql.SQL("SELECT count(*) FROM {t} WHERE ({w}) AND ({n})").format(
+            t=table_id, w=where, n=any_null)
+        nulls = int(warehouse.scalar(query, params))
+        return _result(nulls, f"rows with a null key in ({key_names})", context)
+
+    return [unique_keys, no_null_keys]
+
+
+def _foreign_key_check(asset: dg.AssetsDefinition, table: str) -> dg.AssetChecksDefinition:
+    references = FOREIGN_KEYS[table]
+    listing = ", ".join(f"{c} → {d}.{dc}" for c, d, dc in references)
+
+    @dg.asset_check(asset=asset, name="foreign_keys_exist", blocking=True,
+                    description=f"Every key of {table} exists in its dimension ({listing}).")
+    def foreign_keys_exist(context: dg.AssetCheckExecutionContext,
+                           warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        where, params = _day_filter(context, True, alias="f")
+        orphans: dict[str, int] = {}
+        for column, dim, dim_column in references:
+            query = sql.SQL(
+                "SELECT count(*) FROM {t} f WHERE ({w}) AND NOT EXISTS "
+                "(SELECT 1 FROM {d} x WHERE x.{dc} = f.{c})"
+            ).format(t=sql.Identifier("warehouse", table), w=where,
+                     d=sql.Identifier("warehouse", dim), dc=sql.Identifier(dim_column),
+                     c=sql.Identifier(column))
+            orphans[column] = int(warehouse.scalar(query, params))
+        total = sum(orphans.values())
+        return _result(total, "rows whose key is missing from its dimension", context,
+                       orphans=dg.MetadataValue.json(orphans))
+
+    return foreign_keys_exist
+
+
+@dg.asset_check(asset=dim_customer, name="one_current_version", blocking=True,
+                description="Each customer has exactly one current version, and versions of a "
+                            "customer do not overlap in time.")
+def one_current_version(context: dg.AssetCheckExecutionContext,
+                        warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Type-2 history invariants of dim_customer."""
+    bad = int(warehouse.scalar(
+        "SELECT (SELECT count(*) FROM (SELECT user_id FROM warehouse.dim_customer "
+        "        GROUP BY user_id HAVING count(*) FILTER (WHERE is_current) <> 1) c) "
+        "     + (SELECT count(*) FROM warehouse.dim_customer a JOIN warehouse.dim_customer b "
+        "        ON a.user_id = b.user_id AND a.customer_key < b.customer_key "
+        "        AND a.valid_from < b.valid_to AND b.valid_from < a.valid_to)"
+    ))
+    return _result(bad, "customers without exactly one current version or with overlapping "
+                        "versions", context)
+
+
+@dg.asset_check(asset=fact_sales, name="revenue_reconciles_with_stream", blocking=False,
+                description="The day's revenue in fact_sales equals the day's revenue the "
+                            "streaming app wrote to sales_metrics, within 0.01 %.")
+def revenue_reconciles_with_stream(context: dg.AssetCheckExecutionContext,
+                                   warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Batch ↔ stream reconciliation: catches a broken stream as well as a broken batch."""
+    if not context.has_partition_key:
+        days = warehouse.query_frame("SELECT DISTINCT event_date FROM warehouse.fact_sales")
+        targets = sorted(days["event_date"].tolist())
+    else:
+        targets = [date.fromisoformat(context.partition_key)]
+    mismatches = {}
+    compared = {}
+    for day in targets:
+        row = warehouse.query_frame(
+            "SELECT (SELECT coalesce(sum(line_amount), 0) FROM warehouse.fact_sales "
+            "        WHERE event_date = %(day)s) AS batch, "
+            "       (SELECT coalesce(sum(total_amount), 0) FROM public.sales_metrics "
+            "        WHERE window_start >= %(day)s::date::timestamptz "
+            "          AND window_start < (%(day)s::date + 1)::timestamptz) AS stream",
+            {"day": day},
+        ).iloc[0]
+        batch, stream = float(row["batch"]), float(row["stream"])
+        compared[str(day)] = {"batch": batch, "stream": stream}
+        if abs(batch - stream) > RECONCILIATION_TOLERANCE * max(abs(batch), abs(stream)):
+            mismatches[str(day)] = {"batch": batch, "stream": stream}
+    return _result(len(mismatches), "days whose batch and stream revenue differ by more than "
+                                    "0.01 %", context,
+                   compared=dg.MetadataValue.json(compared))
+
+
+@dg.asset_check(asset=customer_rfm_analysis, name="one_segment_per_customer", blocking=True,
+                description="Every customer of the snapshot appears once, in one of the eight "
+                            "segments, with r, f and m scores in 1..5.")
+def one_segment_per_customer(context: dg.AssetCheckExecutionContext,
+                             customer_rfm_analysis: pd.DataFrame) -> dg.AssetCheckResult:
+    """RFM invariants, read through the mart's own storage (PostgreSQL or MongoDB)."""
+    frame = customer_rfm_analysis
+    if frame.empty:
+        return _result(0, "", context, customers=0)
+    per_snapshot = frame.groupby(["analysis_date", "user_id"]).size()
+    duplicates = int((per_snapshot > 1).sum())
+    unknown = int((~frame["rfm_segment"].isin(SEGMENTS)).sum())
+    out_of_range = int(sum(
+        ((frame[c] < 1) | (frame[c] > 5) | frame[c].isna()).sum()
+        for c in ("r_score", "f_score", "m_score")
+    ))
+    bad = duplicates + unknown + out_of_range
+    return _result(bad, "RFM rows violating the invariants", context,
+                   customers=len(frame), duplicates=duplicates, unknown_segment=unknown,
+                   scores_out_of_range=out_of_range)
+
+
+WAREHOUSE_CHECKS: list[dg.AssetChecksDefinition] = [
+    *(c for asset, table, keys, partitioned in KEYED_TABLES
+      for c in _key_checks(asset, table, keys, partitioned)),
+    _foreign_key_check(fact_sales, "fact_sales"),
+    _foreign_key_check(fact_sessions, "fact_sessions"),
+    one_current_version,
+    revenue_reconciles_with_stream,
+]
+MART_CHECKS: list[dg.AssetChecksDefinition] = [one_segment_per_customer]
+ALL_CHECKS = [*WAREHOUSE_CHECKS, *MART_CHECKS]

@@ -1,0 +1,23 @@
+"""Jobs: the daily build (dimensions, the day's facts, the marts) and the sales trends."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from globalmart_dagster.defs.marts.assets import MARTS, sales_trends
+from globalmart_dagster.defs.warehouse.assets import DIMENSIONS, FACTS
+
+daily_warehouse_job = dg.define_asset_job(
+    name="daily_warehouse_job",
+    selection=dg.AssetSelection.assets(*DIMENSIONS, *FACTS, *MARTS),
+    description="Refresh the dimensions, replace one day of the facts from the raw layer and "
+                "rebuild the marts as of that day (partitioned by UTC day; safe to re-run).",
+)
+
+sales_trends_job = dg.define_asset_job(
+    name="sales_trends_job",
+    selection=dg.AssetSelection.assets(sales_trends),
+    description="Rebuild the sales trends mart from the warehouse.",
+)
+
+JOBS = [daily_warehouse_job, sales_trends_job]

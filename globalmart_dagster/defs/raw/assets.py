@@ -1,0 +1,58 @@
+"""Assets Dagster does not build: the raw Parquet layer (written by the streaming app) and the
+operational source tables (written by the generator). They appear in the graph so lineage,
+observations and partition status are visible; the Kafka sensor reports the raw layer."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from globalmart_dagster.constants import OWNERS, RAW_GROUP, RAW_PREFIX, RAW_TOPICS
+from globalmart_dagster.partitions import daily_partitions
+
+SOURCE_GROUP = "source"
+
+_RAW_DESCRIPTIONS = {
+    "transactions": "completed purchases with their line items",
+    "product_views": "product page views with viewing time and device",
+    "cart_events": "cart adds, removes and quantity updates",
+    "inventory_events": "restocks and stock adjustments",
+}
+
+
+def raw_asset_key(topic: str) -> dg.AssetKey:
+    """Key of the raw-layer asset of a topic: ``raw/<topic>``."""
+    return dg.AssetKey([RAW_PREFIX, topic])
+
+
+def _raw_spec(topic: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=raw_asset_key(topic),
+        description=(
+            f"Raw layer of the `{topic}` topic ({_RAW_DESCRIPTIONS.get(topic, 'events')}): "
+            f"every valid event as Parquet under `<lake>/raw/{topic}/event_date=YYYY-MM-DD/`, "
+            "written by the streaming app and partitioned by the UTC date of `event_time`. "
+            "The Kafka sensor records end offsets, lag and throughput as observations."
+        ),
+        group_name=RAW_GROUP,
+        partitions_def=daily_partitions,
+        owners=OWNERS,
+        kinds={"parquet", "kafka"},
+        metadata={"topic": topic, "path": f"<lake>/raw/{topic}"},
+    )
+
+
+RAW_ASSETS = [_raw_spec(topic) for topic in RAW_TOPICS]
+
+SOURCE_CUSTOMERS = dg.AssetSpec(
+    key=dg.AssetKey(["source", "customers"]),
+    description="Operational customer records (`source.customers`) written by the generator; "
+                "`updated_at` marks each change.",
+    group_name=SOURCE_GROUP, owners=OWNERS, kinds={"postgres"},
+)
+SOURCE_PRODUCTS = dg.AssetSpec(
+    key=dg.AssetKey(["source", "products"]),
+    description="Operational product catalog (`source.products`) written by the generator: "
+                "name, category, brand, list price and initial stock.",
+    group_name=SOURCE_GROUP, owners=OWNERS, kinds={"postgres"},
+)
+SOURCE_ASSETS = [SOURCE_CUSTOMERS, SOURCE_PRODUCTS]

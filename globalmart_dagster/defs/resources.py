@@ -1,0 +1,68 @@
+"""How the resources are wired: the one place that reads the environment for them.
+
+Secrets never appear in the UI: when ``GLOBALMART_DATABASE_URL`` or ``GLOBALMART_MONGODB_URL`` is
+set, the resource reads it through ``dg.EnvVar`` at run time; unset, the embedded runtime's URL
+(no password) is used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import dagster as dg
+from dagster_pyspark import PySparkResource
+
+from globalmart.settings import PlatformSettings
+from globalmart_dagster.resources import (
+    KafkaResource,
+    LakeResource,
+    MongoMartIOManager,
+    PostgresMartIOManager,
+    WarehouseResource,
+)
+from globalmart_dagster.settings import DagsterSettings
+
+
+def spark_config(settings: DagsterSettings) -> dict[str, Any]:
+    """Spark settings of the warehouse builds: those of ``streaming.session
+    .build_spark_session`` (UTC, few shuffle partitions, Arrow) on the configured master."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "globalmart-dagster",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+    }
+
+
+def _secret(variable: str, fallback: str | None) -> Any:
+    return dg.EnvVar(variable) if os.environ.get(variable) else fallback
+
+
+def build_resources(platform: PlatformSettings | None = None,
+                    settings: DagsterSettings | None = None) -> dict[str, Any]:
+    """The resources of the code location, keyed as the assets, checks and sensors ask."""
+    platform = platform or PlatformSettings()
+    settings = settings or DagsterSettings()
+    database_url = _secret("GLOBALMART_DATABASE_URL", platform.db_url)
+    if settings.mart_backend == "mongodb":
+        mongodb_url = _secret("GLOBALMART_MONGODB_URL", settings.mongodb_url)
+        if mongodb_url is None:
+            raise ValueError("GLOBALMART_DAGSTER_MART_BACKEND=mongodb needs GLOBALMART_MONGODB_URL")
+        mart_io_manager: Any = MongoMartIOManager(mongodb_url=mongodb_url,
+                                                  database=settings.mongodb_database)
+    else:
+        mart_io_manager = PostgresMartIOManager(database_url=database_url)
+    return {
+        "warehouse": WarehouseResource(database_url=database_url),
+        "lake": LakeResource(path=platform.lake),
+        "kafka": KafkaResource(bootstrap_servers=platform.bootstrap_servers),
+        "pyspark": PySparkResource(spark_config=spark_config(settings)),
+        "mart_io_manager": mart_io_manager,
+    }

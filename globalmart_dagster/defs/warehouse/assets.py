@@ -1,0 +1,152 @@
+"""The star-schema warehouse in PostgreSQL schema ``warehouse``.
+
+Dimensions are refreshed on every run from the operational ``source`` tables; the facts are
+daily partitions built with Spark from the raw Parquet layer and loaded so that a run replaces
+exactly its day in one transaction (re-runs and backfills are idempotent).
+"""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import pyarrow as pa
+from dagster_pyspark import PySparkResource
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from globalmart_dagster.constants import OWNERS, RAW_PREFIX, WAREHOUSE_GROUP, WAREHOUSE_PREFIX
+from globalmart_dagster.defs.raw.assets import SOURCE_CUSTOMERS, SOURCE_PRODUCTS
+from globalmart_dagster.defs.warehouse import load, transforms
+from globalmart_dagster.partitions import daily_partitions
+from globalmart_dagster.resources import LakeResource, WarehouseResource
+from globalmart_dagster.settings import DagsterSettings
+
+CALENDAR_HORIZON_DAYS = 366
+
+
+def read_raw_day(spark: SparkSession, lake: LakeResource, topic: str, day: date) -> DataFrame:
+    """One day of a topic's raw layer (empty, with the right schema, when the day is absent)."""
+    from streaming.schemas import raw_schema
+
+    schema = raw_schema(topic)
+    files, _ = lake.raw_day_files(topic, day)
+    if files == 0:
+        return spark.createDataFrame([], schema)
+    return (spark.read.schema(schema).option("basePath", lake.raw_path(topic))
+            .parquet(lake.raw_day_path(topic, day))
+            .where(F.col("event_date") == F.lit(day)))
+
+
+def _arrow(frame: DataFrame, columns: list[str]) -> pa.Table:
+    return frame.select(*columns).toArrow()
+
+
+def _day(context: dg.AssetExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)
+
+
+@dg.asset(
+    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
+    kinds={"postgres"}, tags={"layer": "dimension"},
+)
+def dim_date(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Calendar dimension: one row per day from the first partition to a year ahead, keyed by
+    ``date_key`` = YYYYMMDD, with ISO week, quarter and weekend flags."""
+    start = DagsterSettings().partitions_start
+    end = date.today() + timedelta(days=CALENDAR_HORIZON_DAYS)
+    days = pa.Table.from_pandas(transforms.calendar(start, end), preserve_index=False)
+    with warehouse.connect() as conn:
+        rows = load.replace_dim_date(conn, days)
+    return dg.MaterializeResult(metadata={"rows": rows, "first_day": str(start),
+                                          "last_day": str(end)})
+
+
+@dg.asset(
+    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
+    kinds={"postgres"}, deps=[SOURCE_CUSTOMERS], tags={"layer": "dimension"},
+)
+def dim_customer(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Customers with their history (type 2): each change of name, e-mail, location or loyalty
+    tier in ``source.customers`` closes the current version and opens a new one
+    (``valid_from``/``valid_to``/``is_current``). Customers seen in events before the source knew
+    them are inferred members, filled in place once the source has them."""
+    with warehouse.connect() as conn:
+        counts = load.merge_dim_customer(conn)
+    rows = warehouse.scalar("SELECT count(*) FROM warehouse.dim_customer")
+    return dg.MaterializeResult(metadata={**counts, "rows": rows})
+
+
+@dg.asset(
+    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
+    kinds={"postgres"}, deps=[SOURCE_PRODUCTS], tags={"layer": "dimension"},
+)
+def dim_product(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Products (latest values, type 1) from ``source.products``: name, category, brand and list
+    price, plus inferred members for products seen only in events."""
+    with warehouse.connect() as conn:
+        upserted = load.upsert_dim_product(conn)
+    rows = warehouse.scalar("SELECT count(*) FROM warehouse.dim_product")
+    return dg.MaterializeResult(metadata={"upserted": upserted, "rows": rows})
+
+
+@dg.asset(
+    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
+    kinds={"postgres"}, deps=[SOURCE_CUSTOMERS], tags={"layer": "dimension"},
+)
+def dim_location(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Locations (country, city, currency): every city of the event contracts and of the
+    customers, plus inferred members for cities seen only in transactions."""
+    with warehouse.connect() as conn:
+        upserted = load.upsert_dim_location(conn)
+    rows = warehouse.scalar("SELECT count(*) FROM warehouse.dim_location")
+    return dg.MaterializeResult(metadata={"upserted": upserted, "rows": rows})
+
+
+DIMENSIONS = [dim_date, dim_customer, dim_product, dim_location]
+
+
+@dg.asset(
+    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
+    kinds={"spark", "postgres"}, partitions_def=daily_partitions,
+    deps=[dg.AssetKey([RAW_PREFIX, "transactions"]), dim_date, dim_customer, dim_product,
+          dim_location],
+    tags={"layer": "fact"},
+)
+def fact_sales(context: dg.AssetExecutionContext, pyspark: PySparkResource,
+               lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Sales at line-item grain: one row per transaction line of the day, with quantity, unit
+    price and revenue (``line_amount``), the line's own category, and keys to the date, the
+    customer version in effect at the event, the product and the location. A run replaces its
+    day in one transaction."""
+    day = _day(context)
+    transactions = read_raw_day(pyspark.spark_session, lake, "transactions", day)
+    lines = _arrow(transforms.sales_lines(transactions), transforms.SALES_COLUMNS)
+    with warehouse.connect() as conn:
+        counts = load.replace_fact_sales_day(conn, day, lines)
+    revenue = sum(v.as_py() for v in lines.column("line_amount")) if lines.num_rows else 0
+    return dg.MaterializeResult(metadata={**counts, "revenue": float(revenue)})
+
+
+@dg.asset(
+    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
+    kinds={"spark", "postgres"}, partitions_def=daily_partitions,
+    deps=[dg.AssetKey([RAW_PREFIX, t]) for t in ("product_views", "cart_events", "transactions")]
+    + [dim_date, dim_customer],
+    tags={"layer": "fact"},
+)
+def fact_sessions(context: dg.AssetExecutionContext, pyspark: PySparkResource,
+                  lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Sessions per day: start, end and duration, page views and viewing time, cart adds,
+    removes and updates, purchases, revenue and whether the session converted. A session that
+    crosses midnight has one row per day. A run replaces its day in one transaction."""
+    day = _day(context)
+    spark = pyspark.spark_session
+    views = read_raw_day(spark, lake, "product_views", day)
+    carts = read_raw_day(spark, lake, "cart_events", day)
+    lines = transforms.sales_lines(read_raw_day(spark, lake, "transactions", day))
+    sessions = _arrow(transforms.session_facts(views, carts, lines), transforms.SESSION_COLUMNS)
+    with warehouse.connect() as conn:
+        counts = load.replace_fact_sessions_day(conn, day, sessions)
+    return dg.MaterializeResult(metadata=counts)
+
+
+FACTS = [fact_sales, fact_sessions]

@@ -1,0 +1,291 @@
+"""What the code location's resources are (their wiring from the environment lives in
+``defs/resources.py``).
+
+- :class:`WarehouseResource`: the PostgreSQL database that holds ``source``, ``warehouse``,
+  the streaming tables and (with the PostgreSQL backend) ``marts``.
+- :class:`LakeResource`: the Parquet lake the streaming app writes (a path or a URL).
+- :class:`KafkaResource`: the broker, for the sensor's end offsets.
+- Mart storage is an IO manager per backend behind one interface, :class:`MartIOManager`:
+  mart assets return a pandas DataFrame and never know where it goes.
+  :class:`PostgresMartIOManager` writes ``marts.<asset>``; :class:`MongoMartIOManager` writes the
+  seed's ``globalmart_dw.<asset>`` collections.
+
+A mart declares how its output replaces what is stored with definition metadata
+``{"replace_by": "<column>"}``: rows (documents) whose column value occurs in the new frame are
+deleted first, in the same transaction; without it the whole table is replaced.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.fs as pa_fs
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from globalmart import db
+from globalmart_dagster.constants import MARTS_SCHEMA
+
+REPLACE_BY = "replace_by"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The PostgreSQL database of the platform (source, streaming, warehouse and mart tables)."""
+
+    database_url: str
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        """A connection that commits on success and rolls back on error (one transaction)."""
+        conn = db.connect(self.database_url)
+        try:
+            with conn.transaction():
+                yield conn
+        finally:
+            conn.close()
+
+    def query_frame(self, query: str | sql.Composable, params: dict[str, Any] | tuple | None = None
+                    ) -> pd.DataFrame:
+        """Run a read-only query and return its rows as a DataFrame (column names kept)."""
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(query, params)  # type: ignore[arg-type]
+            columns = [c.name for c in cur.description or []]
+            return pd.DataFrame(cur.fetchall(), columns=columns)
+
+    def rows(self, query: str | sql.Composable, params: dict[str, Any] | tuple | None = None
+             ) -> list[dict[str, Any]]:
+        """Run a read-only query and return its rows as dicts."""
+        with self.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query, params)  # type: ignore[arg-type]
+            return cur.fetchall()
+
+    def scalar(self, query: str | sql.Composable,
+               params: dict[str, Any] | tuple | None = None) -> Any:
+        """The first column of the first row of a query (None when there is no row)."""
+        with self.connect() as conn:
+            row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+            return None if row is None else row[0]
+
+
+def copy_arrow(conn: psycopg.Connection, table: sql.Composable, data: pa.Table) -> int:
+    """Bulk-load an Arrow table into ``table`` (same column names) with COPY ... CSV.
+
+    Empty strings and nulls stay distinct: strings are quoted, nulls are empty fields."""
+    if data.num_rows == 0:
+        return 0
+    buffer = io.BytesIO()
+    pa_csv.write_csv(data, buffer, pa_csv.WriteOptions(include_header=False,
+                                                       quoting_style="all_valid"))
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in data.column_names)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(table, columns)
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(buffer.getvalue())
+    return data.num_rows
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The Parquet lake root (a local path or a URL pyarrow understands, e.g. ``s3://``)."""
+
+    path: str
+
+    def raw_path(self, topic: str) -> str:
+        """Root of a topic's raw layer: ``<lake>/raw/<topic>``."""
+        from streaming.schemas import raw_path
+
+        return raw_path(self.path, topic)
+
+    def raw_day_path(self, topic: str, day: date) -> str:
+        """Directory of one day of a topic: ``<lake>/raw/<topic>/event_date=YYYY-MM-DD``."""
+        return f"{self.raw_path(topic)}/event_date={day.isoformat()}"
+
+    def _fs(self, path: str) -> tuple[pa_fs.FileSystem, str]:
+        if "://" in path:
+            return pa_fs.FileSystem.from_uri(path)
+        return pa_fs.LocalFileSystem(), path
+
+    def raw_days(self, topic: str) -> list[date]:
+        """The event dates present in a topic's raw layer, sorted (none if it does not exist)."""
+        fs, root = self._fs(self.raw_path(topic))
+        selector = pa_fs.FileSelector(root, allow_not_found=True)
+        days = []
+        for info in fs.get_file_info(selector):
+            name = info.base_name
+            if info.type == pa_fs.FileType.Directory and name.startswith("event_date="):
+                try:
+                    days.append(date.fromisoformat(name.removeprefix("event_date=")))
+                except ValueError:
+                    continue
+        return sorted(days)
+
+    def raw_day_files(self, topic: str, day: date) -> tuple[int, int]:
+        """(Parquet files, bytes) of one day of a topic; (0, 0) when the day is absent."""
+        fs, root = self._fs(self.raw_day_path(topic, day))
+        selector = pa_fs.FileSelector(root, allow_not_found=True, recursive=True)
+        files = [i for i in fs.get_file_info(selector)
+                 if i.type == pa_fs.FileType.File and i.base_name.endswith(".parquet")]
+        return len(files), sum(i.size or 0 for i in files)
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """The Kafka cluster the streaming app consumes (for end offsets only)."""
+
+    bootstrap_servers: str
+    timeout_seconds: float = 5.0
+
+    def end_offsets(self, topics: list[str] | tuple[str, ...]) -> dict[str, int]:
+        """Σ over partitions of the true log end offset per topic (absent topics are absent)."""
+        from globalmart.kafka import true_end_offsets
+
+        totals: dict[str, int] = {}
+        ends = true_end_offsets(self.bootstrap_servers, topics, timeout=self.timeout_seconds)
+        for (topic, _partition), end in ends.items():
+            totals[topic] = totals.get(topic, 0) + end
+        return totals
+
+
+def _replace_by(context: dg.OutputContext) -> str | None:
+    return (context.definition_metadata or {}).get(REPLACE_BY)
+
+
+class MartIOManager(dg.ConfigurableIOManager):
+    """Stores mart DataFrames; one subclass per backend. Assets only return DataFrames."""
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        """Replace the stored rows the frame supersedes (see module doc) and record counts."""
+        name = context.asset_key.path[-1]
+        replace_by = _replace_by(context)
+        self.replace(name, obj, replace_by)
+        context.add_output_metadata({"rows": len(obj), "backend": self.backend_name})
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        """The stored mart: the partition's snapshot for a partitioned mart, else all rows."""
+        upstream = context.upstream_output
+        replace_by = (upstream.definition_metadata or {}).get(REPLACE_BY) if upstream else None
+        if replace_by and context.has_asset_partitions:
+            value = date.fromisoformat(context.asset_partition_key)
+            return self.read(context.asset_key.path[-1], replace_by, value)
+        return self.read(context.asset_key.path[-1])
+
+    @property
+    @abstractmethod
+    def backend_name(self) -> str:
+        """Short name shown in materialization metadata."""
+
+    @abstractmethod
+    def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None) -> None:
+        """Replace the rows of mart ``name`` that ``frame`` supersedes, atomically."""
+
+    @abstractmethod
+    def read(self, name: str, column: str | None = None, value: Any = None) -> pd.DataFrame:
+        """Rows of mart ``name`` (those whose ``column`` equals ``value`` when given)."""
+
+
+class PostgresMartIOManager(MartIOManager):
+    """Marts in PostgreSQL tables ``marts.<asset>`` (globalmart/migrations/003_marts.sql)."""
+
+    database_url: str
+
+    @property
+    def backend_name(self) -> str:
+        return "postgres"
+
+    def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None) -> None:
+        table = sql.Identifier(MARTS_SCHEMA, name)
+        data = pa.Table.from_pandas(frame, preserve_index=False)
+        with db.connect(self.database_url) as conn, conn.transaction():
+            if replace_by is None:
+                conn.execute(sql.SQL("DELETE FROM {}").format(table))
+            elif len(frame):
+                keys = sorted(set(frame[replace_by].tolist()))
+                conn.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
+                    table, sql.Identifier(replace_by)), (keys,))
+            copy_arrow(conn, table, data)
+
+    def read(self, name: str, column: str | None = None, value: Any = None) -> pd.DataFrame:
+        query = sql.SQL("SELECT * FROM {}").format(sql.Identifier(MARTS_SCHEMA, name))
+        params: tuple = ()
+        if column is not None:
+            query = sql.SQL("{} WHERE {} = %s").format(query, sql.Identifier(column))
+            params = (value,)
+        with db.connect(self.database_url) as conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            columns = [c.name for c in cur.description or []]
+            return pd.DataFrame(cur.fetchall(), columns=columns)
+
+
+def _to_bson(value: Any) -> Any:
+    """BSON has no date or decimal: dates become UTC midnights, decimals floats."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=UTC)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+class MongoMartIOManager(MartIOManager):
+    """Marts in MongoDB collections ``<database>.<asset>`` (the seed's ``globalmart_dw``).
+
+    ``mongodb_url`` starting with ``mongomock://`` selects an in-memory fake (tests only; the
+    development machines cannot run a MongoDB server). Replacement is a delete + insert; MongoDB
+    without a replica set has no multi-document transaction, so a reader can briefly see the
+    old snapshot removed before the new one is complete."""
+
+    mongodb_url: str
+    database: str = "globalmart_dw"
+
+    @property
+    def backend_name(self) -> str:
+        return "mongodb"
+
+    def _database(self) -> Any:
+        if self.mongodb_url.startswith("mongomock://"):
+            return _mongomock_client(self.mongodb_url)[self.database]
+        import pymongo
+
+        return pymongo.MongoClient(self.mongodb_url, tz_aware=True)[self.database]
+
+    def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None) -> None:
+        collection = self._database()[name]
+        documents = [{k: _to_bson(v) for k, v in row.items()}
+                     for row in frame.to_dict(orient="records")]
+        if replace_by is None:
+            collection.delete_many({})
+        elif documents:
+            keys = sorted({d[replace_by] for d in documents})
+            collection.delete_many({replace_by: {"$in": keys}})
+        if documents:
+            collection.insert_many(documents)
+
+    def read(self, name: str, column: str | None = None, value: Any = None) -> pd.DataFrame:
+        query = {} if column is None else {column: _to_bson(value)}
+        rows = list(self._database()[name].find(query, {"_id": 0}))
+        return pd.DataFrame(rows)
+
+
+_MONGOMOCK_CLIENTS: dict[str, Any] = {}
+
+
+def _mongomock_client(url: str) -> Any:
+    """One in-memory client per mongomock URL for the life of the process."""
+    import mongomock
+
+    if url not in _MONGOMOCK_CLIENTS:
+        _MONGOMOCK_CLIENTS[url] = mongomock.MongoClient(tz_aware=True)
+    return _MONGOMOCK_CLIENTS[url]
