@@ -71,10 +71,13 @@ CREATE TABLE IF NOT EXISTS public.session_metrics (
     converted        boolean NOT NULL,
     last_cart_add_at timestamptz,                  -- null when nothing was added
     purchased_after_last_add boolean NOT NULL,     -- a purchase within 15 minutes of it
+    purchase_times   timestamptz[] NOT NULL DEFAULT '{}',  -- to merge sessions across batches
     updated_at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (session_id, session_start)
 );
 CREATE INDEX IF NOT EXISTS session_metrics_end_idx ON public.session_metrics (session_end);
+CREATE INDEX IF NOT EXISTS session_metrics_cart_idx ON public.session_metrics (last_cart_add_at)
+    WHERE last_cart_add_at IS NOT NULL AND NOT purchased_after_last_add;
 
 -- Decided once the event-time watermark passes last_cart_event_at + 15 minutes.
 CREATE TABLE IF NOT EXISTS public.cart_abandonment (

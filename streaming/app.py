@@ -1,0 +1,226 @@
+"""The streaming application: wiring of the Kafka source, the transforms and the sinks.
+
+Queries (each with its checkpoint under ``<checkpoints>/<name>``):
+
+==================  ==========================================  ===============================
+query               reads                                       writes
+==================  ==========================================  ===============================
+dead_letter         the four input topics                       dead_letter topic and table
+raw_<topic>         one input topic (valid, de-duplicated)      Parquet raw layer (file sink)
+transactions        transactions (valid, de-duplicated)         sales/order metrics, anomalies,
+                                                                stock sold, alerts
+inventory           inventory_events (valid, de-duplicated)     stock, alerts
+sessions            product_views, cart_events, transactions    session_metrics,
+                                                                cart_abandonment
+==================  ==========================================  ===============================
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
+
+from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS
+from globalmart.settings import PlatformSettings
+from streaming.config import StreamingSettings
+from streaming.metrics import PipelineMetricsListener, QuerySnapshot
+from streaming.notifier import build_notifier
+from streaming.sinks import (
+    BatchStats,
+    DeadLetterSink,
+    InventorySink,
+    Postgres,
+    SessionsSink,
+    TopicWriter,
+    TransactionsSink,
+    raw_layer_writer,
+)
+from streaming.transforms.dedup import deduplicate
+from streaming.transforms.parse import accepted, validate
+from streaming.transforms.sessions import SESSION_TOPICS, session_activity
+
+log = logging.getLogger(__name__)
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'10 minutes' / '1 second' / '2 hours' as a timedelta (the form Spark accepts)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(second|minute|hour|day)s?\s*", text.lower())
+    if not match:
+        raise ValueError(f"not a duration like '10 minutes': {text!r}")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+@dataclass
+class Wiring:
+    """What the queries share: settings, endpoints and sink resources."""
+
+    spark: SparkSession
+    settings: StreamingSettings
+    platform: PlatformSettings
+    stats: BatchStats
+    writer: TopicWriter
+
+    @property
+    def checkpoints(self) -> str:
+        """The checkpoint root."""
+        return self.settings.checkpoints(self.platform.lake)
+
+
+def read_topics(spark: SparkSession, settings: StreamingSettings, bootstrap_servers: str,
+                topics: tuple[str, ...] | list[str]) -> DataFrame:
+    """A stream of Kafka records (native Kafka columns) from ``topics``."""
+    reader = (
+        spark.readStream.format(settings.source_format)
+        .option("kafka.bootstrap.servers", bootstrap_servers)
+        .option("subscribe", ",".join(topics))
+        .option("startingOffsets", settings.starting_offsets)
+        .option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
+    )
+    if settings.source_format == "kafka":
+        reader = reader.option("failOnDataLoss", "false")
+    return reader.load()
+
+
+def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
+    """Every query of the application, by name, as a function building its writer."""
+    s, bootstrap = w.settings, w.platform.bootstrap_servers
+    watermark = parse_duration(s.watermark)
+    notifier = build_notifier(s.alert_webhook_url)
+
+    def source(topics) -> DataFrame:
+        return validate(read_topics(w.spark, s, bootstrap, tuple(topics)))
+
+    def checkpoint(name: str) -> str:
+        return f"{w.checkpoints}/{name}"
+
+    def foreach(name: str, frame: DataFrame, sink) -> DataStreamWriter:
+        return (frame.writeStream.queryName(name).outputMode("append").foreachBatch(sink)
+                .option("checkpointLocation", checkpoint(name)))
+
+    def dead_letter() -> DataStreamWriter:
+        sink = DeadLetterSink("dead_letter", Postgres(w.platform.db_url), w.writer, w.stats)
+        return foreach("dead_letter", source(INPUT_TOPICS), sink)
+
+    def raw(topic: str) -> Callable[[], DataStreamWriter]:
+        def build() -> DataStreamWriter:
+            events = deduplicate(accepted(source([topic]), topic), s.watermark)
+            return raw_layer_writer(events, w.platform.lake, topic,
+                                    checkpoint(f"raw_{topic}")).queryName(f"raw_{topic}")
+        return build
+
+    def transactions() -> DataStreamWriter:
+        events = deduplicate(accepted(source(["transactions"]), "transactions"), s.watermark)
+        sink = TransactionsSink("transactions", Postgres(w.platform.db_url), w.writer, notifier,
+                                w.stats, watermark, s.critical_anomaly_score)
+        return foreach("transactions", events, sink)
+
+    def inventory() -> DataStreamWriter:
+        events = deduplicate(accepted(source(["inventory_events"]), "inventory_events"),
+                             s.watermark)
+        sink = InventorySink("inventory", Postgres(w.platform.db_url), w.writer, notifier,
+                             w.stats)
+        return foreach("inventory", events, sink)
+
+    def sessions() -> DataStreamWriter:
+        activity = deduplicate(session_activity(source(SESSION_TOPICS)), s.watermark)
+        sink = SessionsSink("sessions", Postgres(w.platform.db_url), w.stats, watermark)
+        return foreach("sessions", activity, sink)
+
+    queries: dict[str, Callable[[], DataStreamWriter]] = {"dead_letter": dead_letter}
+    queries.update({f"raw_{topic}": raw(topic) for topic in INPUT_TOPICS})
+    queries.update({"transactions": transactions, "inventory": inventory, "sessions": sessions})
+    return queries
+
+
+def start_queries(w: Wiring, available_now: bool) -> list[StreamingQuery]:
+    """Start every query with the configured trigger (or available-now)."""
+    started = []
+    for name, build in define_queries(w).items():
+        writer = build()
+        if available_now:
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=w.settings.trigger_interval)
+        started.append(writer.start())
+        log.info("started query %s", name)
+    return started
+
+
+def progress_line(snapshots: dict[str, QuerySnapshot]) -> str:
+    """One short line: per query the last batch, its rate and lag."""
+    if not snapshots:
+        return "stream: waiting for the first batches"
+    parts = [f"{name}#{snap.batch_id} {snap.processed_rows_per_second:,.0f}/s "
+             f"lag {snap.lag_records}" for name, snap in sorted(snapshots.items())]
+    return "stream: " + " | ".join(parts)
+
+
+def run(settings: StreamingSettings, platform: PlatformSettings, available_now: bool = False,
+        echo: Callable[[str], None] = log.info) -> int:
+    """Run the application until SIGINT/SIGTERM (or, with ``available_now``, until every query
+    has processed what was in the topics when it started). Returns the exit status."""
+    from globalmart import db
+    from globalmart.kafka import ensure_topics
+    from streaming.kafka_source import register_kafka_source
+    from streaming.session import build_spark_session
+
+    db.upgrade(platform.db_url)
+    ensure_topics(platform.bootstrap_servers, ALL_TOPICS)
+    stop = threading.Event()
+
+    def request_stop(signum, _frame) -> None:
+        echo(f"stream: {signal.Signals(signum).name} received, stopping the queries")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    spark = build_spark_session("globalmart-stream", settings.master, settings.shuffle_partitions)
+    if settings.source_format == "globalmart_kafka":
+        register_kafka_source(spark)
+    stats = BatchStats()
+    listener = PipelineMetricsListener(platform.db_url, platform.bootstrap_servers, stats.pop)
+    spark.streams.addListener(listener)
+    wiring = Wiring(spark, settings, platform, stats, TopicWriter(platform.bootstrap_servers))
+    queries: list[StreamingQuery] = []
+    status = 0
+    try:
+        queries = start_queries(wiring, available_now)
+        echo(f"stream: {len(queries)} queries running, checkpoints under {wiring.checkpoints}")
+        next_line = time.monotonic() + settings.progress_interval_seconds
+        while not stop.is_set():
+            failed = [q for q in queries if not q.isActive and q.exception() is not None]
+            if failed:
+                for query in failed:
+                    echo(f"stream: query {query.name} failed: {query.exception()}")
+                status = 1
+                break
+            if available_now and not any(q.isActive for q in queries):
+                echo("stream: caught up")
+                break
+            if time.monotonic() >= next_line:
+                echo(progress_line(listener.snapshots))
+                next_line += settings.progress_interval_seconds
+            stop.wait(0.2)
+    finally:
+        for query in queries:
+            try:
+                query.stop()
+            except Exception as exc:  # noqa: BLE001 - stop the others anyway
+                log.warning("stopping %s: %s", query.name, exc)
+        spark.streams.removeListener(listener)
+        listener.close()
+        spark.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    echo(f"stream: stopped (status {status})")
+    return status

@@ -1,0 +1,195 @@
+"""Pipeline metrics: one ``public.pipeline_metrics`` row per query, micro-batch and topic,
+from Spark's query progress events, with the lag measured against the true log end.
+
+``max_event_time`` is the highest event time the batch saw (queries with a watermark report
+it); the Dagster sensor reads it from the raw-layer queries to know when a day is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark.sql.streaming import StreamingQueryListener
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ["query_name", "batch_id", "topic", "processed_at", "input_rows",
+                  "input_rows_per_second", "processed_rows_per_second", "batch_duration_ms",
+                  "lag_records", "rows_written", "max_event_time"]
+
+EndOffsets = Mapping[tuple[str, int], int]
+
+
+def _offsets(value: Any) -> dict[tuple[str, int], int]:
+    """A source offset ({"topic": {"partition": offset}} as JSON text or dict) as a map."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return {}
+    if not isinstance(value, dict):
+        return {}
+    found = {}
+    for topic, parts in value.items():
+        if isinstance(parts, dict):
+            for partition, offset in parts.items():
+                found[(topic, int(partition))] = int(offset)
+    return found
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _split(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """``total`` split over ``weights`` proportionally, summing exactly to ``total``."""
+    whole = sum(weights.values())
+    if not weights:
+        return {}
+    if whole == 0:
+        shares = dict.fromkeys(weights, 0)
+        shares[sorted(weights)[0]] = total
+        return shares
+    shares = {k: total * w // whole for k, w in weights.items()}
+    shares[max(weights, key=lambda k: (weights[k], k))] += total - sum(shares.values())
+    return shares
+
+
+def progress_rows(progress: Mapping[str, Any], end_offsets: EndOffsets,
+                  rows_written: int | None) -> list[dict[str, Any]]:
+    """The ``pipeline_metrics`` rows of one query progress report (Spark's progress JSON as a
+    dict): one per topic the query read, with input rows from the offset ranges, lag against
+    ``end_offsets`` (true log ends), and rates and rows written split over the topics in
+    proportion to their input rows. ``rows_written`` (from a foreachBatch sink) is used when
+    the sink does not report its output rows."""
+    sources = progress.get("sources") or []
+    start: dict[tuple[str, int], int] = {}
+    end: dict[tuple[str, int], int] = {}
+    for source in sources:
+        start.update(_offsets(source.get("startOffset")))
+        end.update(_offsets(source.get("endOffset")))
+    topics = sorted({t for t, _ in end}) or ["*"]
+    total_rows = int(progress.get("numInputRows") or 0)
+    per_topic = {t: sum(max(0, o - start.get((tt, p), o)) for (tt, p), o in end.items()
+                        if tt == t) for t in topics}
+    if not start and total_rows:
+        per_topic = _split(total_rows, dict.fromkeys(topics, 1))
+    sink_rows = int((progress.get("sink") or {}).get("numOutputRows", -1))
+    written = sink_rows if sink_rows >= 0 else (rows_written or 0)
+    written_split = _split(written, per_topic)
+    duration = int((progress.get("durationMs") or {}).get("triggerExecution", 0))
+    event_time = (progress.get("eventTime") or {}).get("max")
+    processed_at = _time(progress.get("timestamp")) or datetime.now(UTC)
+    rows = []
+    for topic in topics:
+        share = per_topic[topic] / total_rows if total_rows else 0.0
+        lag = sum(max(0, end_offsets[key] - offset) for key, offset in end.items()
+                  if key[0] == topic and key in end_offsets)
+        rows.append({
+            "query_name": progress.get("name") or progress.get("id"),
+            "batch_id": int(progress["batchId"]),
+            "topic": topic,
+            "processed_at": processed_at,
+            "input_rows": per_topic[topic],
+            "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0) * share,
+            "processed_rows_per_second":
+                float(progress.get("processedRowsPerSecond") or 0.0) * share,
+            "batch_duration_ms": duration,
+            "lag_records": lag,
+            "rows_written": written_split.get(topic, 0),
+            "max_event_time": _time(event_time),
+        })
+    return rows
+
+
+@dataclass
+class QuerySnapshot:
+    """The latest figures of one query, for the progress line and the caught-up check."""
+
+    batch_id: int
+    input_rows: int
+    processed_rows_per_second: float
+    lag_records: int
+    max_event_time: datetime | None
+
+
+class PipelineMetricsListener(StreamingQueryListener):
+    """Writes a ``pipeline_metrics`` row per query, batch and topic on every progress event
+    and keeps the latest snapshot per query."""
+
+    def __init__(self, db_url: str, bootstrap_servers: str,
+                 rows_written: Callable[[str, int], int | None]) -> None:
+        from globalmart.kafka import LogProbe
+
+        self.db_url = db_url
+        self._probe = LogProbe(bootstrap_servers)
+        self._rows_written = rows_written
+        self._conn = None
+        self._lock = threading.Lock()
+        self.snapshots: dict[str, QuerySnapshot] = {}
+
+    def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's listener API
+        """Nothing to record when a query starts."""
+
+    def onQueryIdle(self, event) -> None:  # noqa: N802
+        """Nothing to record while a query waits for data."""
+
+    def onQueryTerminated(self, event) -> None:  # noqa: N802
+        """Log a query that ended with an error."""
+        if event.exception:
+            log.error("query %s terminated: %s", event.id, event.exception)
+
+    def onQueryProgress(self, event) -> None:  # noqa: N802
+        """Record the batch's rows (never raises: metrics must not stop the stream)."""
+        try:
+            self.record(json.loads(event.progress.json))
+        except Exception:  # noqa: BLE001 - a metrics failure is logged, the stream goes on
+            log.exception("could not record pipeline metrics")
+
+    def record(self, progress: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Compute and store the rows of one progress report; return them."""
+        with self._lock:
+            end = {}
+            for source in progress.get("sources") or []:
+                end.update(_offsets(source.get("endOffset")))
+            ends = self._probe.end_offsets(sorted(end)) if end else {}
+            name = progress.get("name") or progress.get("id")
+            rows = progress_rows(progress, ends, self._rows_written(name, int(progress["batchId"])))
+            self._write(rows)
+            self.snapshots[name] = QuerySnapshot(
+                batch_id=int(progress["batchId"]),
+                input_rows=sum(r["input_rows"] for r in rows),
+                processed_rows_per_second=float(progress.get("processedRowsPerSecond") or 0),
+                lag_records=sum(r["lag_records"] for r in rows),
+                max_event_time=rows[0]["max_event_time"] if rows else None,
+            )
+            return rows
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        from globalmart.db import connect
+
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = connect(self.db_url, autocommit=True)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in METRIC_COLUMNS[3:])
+        self._conn.cursor().executemany(
+            f"INSERT INTO public.pipeline_metrics ({', '.join(METRIC_COLUMNS)}) "
+            f"VALUES ({', '.join(['%s'] * len(METRIC_COLUMNS))}) "
+            f"ON CONFLICT (query_name, batch_id, topic) DO UPDATE SET {updates}",
+            [[row[c] for c in METRIC_COLUMNS] for row in rows])
+
+    def close(self) -> None:
+        """Release the broker probe and the database connection."""
+        with self._lock:
+            self._probe.close()
+            if self._conn is not None:
+                self._conn.close()
