@@ -362,6 +362,7 @@ class AbandonedCart(BaseModel):
     """A cart left without a purchase."""
 
     session_id: str
+    session_start: datetime
     user_id: str
     last_cart_event_at: datetime
     items_added: int

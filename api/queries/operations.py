@@ -58,9 +58,9 @@ FROM public.session_metrics WHERE session_end >= %(since)s
 """
 
 _CARTS = """
-SELECT session_id, user_id, last_cart_event_at, items_added, detected_at
+SELECT session_id, session_start, user_id, last_cart_event_at, items_added, detected_at
 FROM public.cart_abandonment WHERE detected_at >= %(since)s
-ORDER BY detected_at DESC, session_id LIMIT %(limit)s
+ORDER BY detected_at DESC, session_id, session_start LIMIT %(limit)s
 """
 
 _CART_COUNTS = """

@@ -1,0 +1,59 @@
+"""Redis caching keyed by the full query, and answers from PostgreSQL when Redis is down."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from fastapi.testclient import TestClient
+
+from api.cache import cache_key
+from api.main import create_app
+
+from .conftest import make_settings  # noqa: TID252
+
+
+def test_key_is_path_plus_sorted_params():
+    a = cache_key("p:", "/x", [("b", "2"), ("a", "1")])
+    assert a == cache_key("p:", "/x", [("a", "1"), ("b", "2")]) == "p:/x?a=1&b=2"
+    assert cache_key("p:", "/x", []) == "p:/x"
+
+
+def test_second_request_is_served_from_redis(client, redis_url, cache_prefix):
+    params = {"country": "France", "limit": 3}
+    first = client.get("/api/v1/sales/metrics", params=params)
+    second = client.get("/api/v1/sales/metrics", params=params)
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+    assert first.json() == second.json()
+    other = client.get("/api/v1/sales/metrics", params={"country": "France", "limit": 4})
+    assert other.headers["x-cache"] == "miss"
+    stored = redis.Redis.from_url(redis_url)
+    key = f"{cache_prefix}/api/v1/sales/metrics?country=France&limit=3"
+    assert stored.get(key) == first.content
+    assert 0 < stored.pttl(key) <= 5000
+    stored.close()
+
+
+def test_redis_down_still_answers_from_postgres(served, cache_prefix, api_key):
+    settings = make_settings(served.url, "redis://127.0.0.1:1/0", cache_prefix)
+    with TestClient(create_app(settings), headers={"X-API-Key": api_key}) as client:
+        started = time.perf_counter()
+        responses = [client.get("/api/v1/monitoring/dashboard") for _ in range(5)]
+        elapsed = time.perf_counter() - started
+        ready = client.get("/ready")
+    assert [r.status_code for r in responses] == [200] * 5
+    assert {r.headers["x-cache"] for r in responses} == {"miss"}
+    assert responses[0].json()["total_transactions_today"] >= 0
+    assert elapsed < 2.0  # the cache is skipped after the first failure
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["redis"]["ok"] is False
+
+
+def test_database_down_is_503_not_500(redis_url, cache_prefix, api_key):
+    settings = make_settings("postgresql://postgres@127.0.0.1:1/none", redis_url, cache_prefix,
+                             db_timeout_seconds=1)
+    with TestClient(create_app(settings), headers={"X-API-Key": api_key}) as client:
+        response = client.get("/api/v1/sales/summary")
+        assert client.get("/health").status_code == 200
+    assert response.status_code == 503
+    assert "database" in response.json()["detail"]
