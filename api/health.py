@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -13,6 +14,7 @@ from api.cache import ResponseCache
 from api.schemas import Check
 
 CHECK_TIMEOUT_S = 2.0
+log = logging.getLogger(__name__)
 
 
 async def _timed(probe: Callable[[], Awaitable[object]]) -> Check:
@@ -30,24 +32,25 @@ def _ms(started: float) -> float:
 
 
 class Readiness:
-    """Probes each dependency; one Kafka admin client is kept for the process."""
+    """Probes each dependency."""
 
     def __init__(self, pool: AsyncConnectionPool, cache: ResponseCache,
                  bootstrap_servers: str) -> None:
         self._pool = pool
         self._cache = cache
         self._bootstrap = bootstrap_servers
-        self._admin: AdminClient | None = None
 
     async def _postgres(self) -> None:
         async with self._pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
             await conn.execute("SELECT 1")
 
     def _kafka_metadata(self) -> None:
-        if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self._bootstrap,
-                                       "socket.connection.setup.timeout.ms": 2000})
-        self._admin.list_topics(timeout=CHECK_TIMEOUT_S)
+        # A client per probe: an idle one would keep reconnecting to a dead broker.
+        admin = AdminClient({"bootstrap.servers": self._bootstrap,
+                             "socket.connection.setup.timeout.ms": 2000,
+                             "reconnect.backoff.ms": 500, "reconnect.backoff.max.ms": 1000,
+                             "logger": log})
+        admin.list_topics(timeout=CHECK_TIMEOUT_S)
 
     async def _kafka(self) -> None:
         await asyncio.to_thread(self._kafka_metadata)
