@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
@@ -14,9 +14,23 @@ log = logging.getLogger(__name__)
 INPUT_PARTITIONS = 3
 RETENTION_MS = 7 * 24 * 3600 * 1000
 
-# librdkafka's own log lines (connection drops while a broker restarts...) go here, not to
-# stderr.
-_librdkafka_log = logging.getLogger("globalmart.kafka.librdkafka")
+
+
+class LibrdkafkaLog:
+    """The ``logger`` of a confluent-kafka client: librdkafka's own lines (connection drops
+    while a broker restarts, retries...) go to the ``globalmart.kafka.librdkafka`` logger at
+    DEBUG, as the clients report real failures through exceptions and message errors.
+    ``on_connection_failure`` is called for every connection failure line (facility FAIL)."""
+
+    def __init__(self, on_connection_failure: Callable[[], None] | None = None) -> None:
+        self._log = logging.getLogger("globalmart.kafka.librdkafka")
+        self._on_failure = on_connection_failure
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        """Called by the client while it serves its callbacks."""
+        if self._on_failure is not None and args and args[0] == "FAIL":
+            self._on_failure()
+        self._log.debug(msg, *args)
 
 
 def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...] | list[str],
@@ -70,7 +84,7 @@ class LogProbe:
                                                      **(config or {})}
         self.bootstrap_servers = bootstrap_servers
         self.timeout = timeout
-        self._admin = AdminClient(base, logger=_librdkafka_log)
+        self._admin = AdminClient(base, logger=LibrdkafkaLog())
         self._consumer = Consumer({
             **base,
             "group.id": "globalmart-log-probe",
@@ -78,9 +92,14 @@ class LogProbe:
             "enable.partition.eof": True,
             "auto.offset.reset": "error",
             "fetch.wait.max.ms": 10,
-        }, logger=_librdkafka_log)
-        # (topic, partition) -> (reported high watermark, true end resolved from it)
+            "error_cb": self._connection_failed,
+        }, logger=LibrdkafkaLog(self._connection_failed))
+        # (topic, partition) -> (reported high watermark, true end resolved from it). Only
+        # valid while the broker keeps its log: a connection failure (a restart of an
+        # in-memory broker, which can bring back the same reported values over other data)
+        # invalidates it.
         self._resolved: dict[TopicPartitionKey, tuple[int, int]] = {}
+        self._connection_lost = False
 
     def __enter__(self) -> LogProbe:
         return self
@@ -120,6 +139,10 @@ class LogProbe:
     def end_offsets(self, partitions: Iterable[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
         """The true log end offset of each partition: the offset the next record will get."""
         partitions = list(partitions)
+        self._consumer.poll(0)  # serves the client's log and error callbacks
+        if self._connection_lost:
+            self._resolved.clear()
+            self._connection_lost = False
         reported = self.reported_end_offsets(partitions)
         ends: dict[TopicPartitionKey, int] = {}
         to_fetch: dict[TopicPartitionKey, int] = {}
@@ -138,6 +161,9 @@ class LogProbe:
         for key, high in to_fetch.items():
             self._resolved[key] = (high, ends[key])
         return ends
+
+    def _connection_failed(self, *_: object) -> None:
+        self._connection_lost = True
 
     def forget(self, partitions: Iterable[TopicPartitionKey]) -> None:
         """Drop what is remembered about these partitions (after a broker lost them)."""

@@ -65,7 +65,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from globalmart.kafka import LogProbe, TopicPartitionKey
+from globalmart.kafka import LibrdkafkaLog, LogProbe, TopicPartitionKey
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ def read_range(options: KafkaSourceOptions, part: KafkaInputPartition
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",
         "fetch.wait.max.ms": 50,
-    }, logger=logging.getLogger("globalmart.kafka.librdkafka"))
+    }, logger=LibrdkafkaLog())
     try:
         consumer.assign([TopicPartition(part.topic, part.partition, part.start)])
         yield from _consume(consumer, options, part)
