@@ -4,6 +4,8 @@ Runs execute in process: one Spark session per run, and two cores shared by ever
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from globalmart_dagster.defs.checks import ALL_CHECKS
@@ -16,12 +18,19 @@ from globalmart_dagster.defs.schedules import SCHEDULES
 from globalmart_dagster.defs.sensors import SENSORS
 from globalmart_dagster.defs.warehouse.assets import DIMENSIONS, FACTS
 
-defs = dg.Definitions(
-    assets=[*SOURCE_ASSETS, *RAW_ASSETS, *DIMENSIONS, *FACTS, *MARTS],
-    asset_checks=[*ALL_CHECKS, *fact_freshness_checks],
-    jobs=JOBS,
-    schedules=SCHEDULES,
-    sensors=[*SENSORS, freshness_checks_sensor],
-    resources=build_resources(),
-    executor=dg.in_process_executor,
-)
+
+
+def build_definitions(resources: dict[str, Any]) -> dg.Definitions:
+    """Everything of the code location with these resources (tests pass their own)."""
+    return dg.Definitions(
+        assets=[*SOURCE_ASSETS, *RAW_ASSETS, *DIMENSIONS, *FACTS, *MARTS],
+        asset_checks=[*ALL_CHECKS, *fact_freshness_checks],
+        jobs=JOBS,
+        schedules=SCHEDULES,
+        sensors=[*SENSORS, freshness_checks_sensor],
+        resources=resources,
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(build_resources())

@@ -11,8 +11,9 @@
   seed's ``globalmart_dw.<asset>`` collections.
 
 A mart declares how its output replaces what is stored with definition metadata
-``{"replace_by": "<column>"}``: rows (documents) whose column value occurs in the new frame are
-deleted first, in the same transaction; without it the whole table is replaced.
+``{"replace_by": "<column>"}``, the column holding the partition's day: the rows (documents) of
+the run's days are deleted first, in the same transaction; without it the whole table is
+replaced.
 """
 
 from __future__ import annotations
@@ -154,8 +155,8 @@ class KafkaResource(dg.ConfigurableResource):
         return totals
 
 
-def _replace_by(context: dg.OutputContext) -> str | None:
-    return (context.definition_metadata or {}).get(REPLACE_BY)
+def _partition_days(context: dg.OutputContext | dg.InputContext) -> list[date]:
+    return [date.fromisoformat(key) for key in context.asset_partition_keys]
 
 
 class MartIOManager(dg.ConfigurableIOManager):
@@ -164,8 +165,11 @@ class MartIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         """Replace the stored rows the frame supersedes (see module doc) and record counts."""
         name = context.asset_key.path[-1]
-        replace_by = _replace_by(context)
-        self.replace(name, obj, replace_by)
+        replace_by = (context.definition_metadata or {}).get(REPLACE_BY)
+        if replace_by is not None and not context.has_asset_partitions:
+            raise ValueError(f"mart {name}: {REPLACE_BY} needs a partitioned asset")
+        days = _partition_days(context) if replace_by is not None else []
+        self.replace(name, obj, replace_by, days)
         context.add_output_metadata({"rows": len(obj), "backend": self.backend_name})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
@@ -173,8 +177,7 @@ class MartIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         replace_by = (upstream.definition_metadata or {}).get(REPLACE_BY) if upstream else None
         if replace_by and context.has_asset_partitions:
-            value = date.fromisoformat(context.asset_partition_key)
-            return self.read(context.asset_key.path[-1], replace_by, value)
+            return self.read(context.asset_key.path[-1], replace_by, _partition_days(context))
         return self.read(context.asset_key.path[-1])
 
     @property
@@ -183,12 +186,15 @@ class MartIOManager(dg.ConfigurableIOManager):
         """Short name shown in materialization metadata."""
 
     @abstractmethod
-    def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None) -> None:
-        """Replace the rows of mart ``name`` that ``frame`` supersedes, atomically."""
+    def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None,
+                days: list[date]) -> None:
+        """Replace mart ``name``: the rows whose ``replace_by`` is one of ``days`` or, without
+        ``replace_by``, all rows; with ``frame``."""
 
     @abstractmethod
-    def read(self, name: str, column: str | None = None, value: Any = None) -> pd.DataFrame:
-        """Rows of mart ``name`` (those whose ``column`` equals ``value`` when given)."""
+    def read(self, name: str, column: str | None = None,
+             values: list[Any] | None = None) -> pd.DataFrame:
+        """Rows of mart ``name`` (those whose ``column`` is one of ``values`` when given)."""
 
 
 class PostgresMartIOManager(MartIOManager):
@@ -200,24 +206,25 @@ class PostgresMartIOManager(MartIOManager):
     def backend_name(self) -> str:
         return "postgres"
 
-    def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None) -> None:
+    def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None,
+                days: list[date]) -> None:
         table = sql.Identifier(MARTS_SCHEMA, name)
         data = pa.Table.from_pandas(frame, preserve_index=False)
         with db.connect(self.database_url) as conn, conn.transaction():
             if replace_by is None:
                 conn.execute(sql.SQL("DELETE FROM {}").format(table))
-            elif len(frame):
-                keys = sorted(set(frame[replace_by].tolist()))
+            else:
                 conn.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
-                    table, sql.Identifier(replace_by)), (keys,))
+                    table, sql.Identifier(replace_by)), (days,))
             copy_arrow(conn, table, data)
 
-    def read(self, name: str, column: str | None = None, value: Any = None) -> pd.DataFrame:
+    def read(self, name: str, column: str | None = None,
+             values: list[Any] | None = None) -> pd.DataFrame:
         query = sql.SQL("SELECT * FROM {}").format(sql.Identifier(MARTS_SCHEMA, name))
         params: tuple = ()
         if column is not None:
-            query = sql.SQL("{} WHERE {} = %s").format(query, sql.Identifier(column))
-            params = (value,)
+            query = sql.SQL("{} WHERE {} = ANY(%s)").format(query, sql.Identifier(column))
+            params = (list(values or []),)
         with db.connect(self.database_url) as conn, conn.cursor() as cur:
             cur.execute(query, params)
             columns = [c.name for c in cur.description or []]
@@ -261,20 +268,21 @@ class MongoMartIOManager(MartIOManager):
 
         return pymongo.MongoClient(self.mongodb_url, tz_aware=True)[self.database]
 
-    def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None) -> None:
+    def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None,
+                days: list[date]) -> None:
         collection = self._database()[name]
         documents = [{k: _to_bson(v) for k, v in row.items()}
                      for row in frame.to_dict(orient="records")]
         if replace_by is None:
             collection.delete_many({})
-        elif documents:
-            keys = sorted({d[replace_by] for d in documents})
-            collection.delete_many({replace_by: {"$in": keys}})
+        else:
+            collection.delete_many({replace_by: {"$in": [_to_bson(d) for d in days]}})
         if documents:
             collection.insert_many(documents)
 
-    def read(self, name: str, column: str | None = None, value: Any = None) -> pd.DataFrame:
-        query = {} if column is None else {column: _to_bson(value)}
+    def read(self, name: str, column: str | None = None,
+             values: list[Any] | None = None) -> pd.DataFrame:
+        query = {} if column is None else {column: {"$in": [_to_bson(v) for v in values or []]}}
         rows = list(self._database()[name].find(query, {"_id": 0}))
         return pd.DataFrame(rows)
 

@@ -49,18 +49,28 @@ FOREIGN_KEYS: dict[str, list[tuple[str, str, str]]] = {
 }
 
 
+def run_days(context: dg.AssetCheckExecutionContext) -> list[date] | None:
+    """The days of a partitioned run (one, or several in a single-run backfill); None when the
+    check runs without partitions."""
+    if context.has_partition_key or context.has_partition_key_range:
+        return [date.fromisoformat(key) for key in context.partition_keys]
+    return None
+
+
 def _day_filter(context: dg.AssetCheckExecutionContext, partitioned: bool,
                 alias: str | None = None) -> tuple[sql.Composable, tuple]:
-    """``WHERE``-clause fragment restricting a daily fact to the run's partition (if any)."""
-    if partitioned and context.has_partition_key:
+    """``WHERE``-clause fragment restricting a daily fact to the run's days (if any)."""
+    days = run_days(context)
+    if partitioned and days is not None:
         column = sql.Identifier(alias, "event_date") if alias else sql.Identifier("event_date")
-        return sql.SQL("{} = %s").format(column), (date.fromisoformat(context.partition_key),)
+        return sql.SQL("{} = ANY(%s)").format(column), (days,)
     return sql.SQL("true"), ()
 
 
 def _result(violations: int, what: str, context: dg.AssetCheckExecutionContext,
             **metadata) -> dg.AssetCheckResult:
-    scope = context.partition_key if context.has_partition_key else "all rows"
+    days = run_days(context)
+    scope = (f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])) if days else "all rows"
     return dg.AssetCheckResult(
         passed=violations == 0,
         metadata={"violations": violations, "scope": scope, **metadata},
@@ -148,11 +158,10 @@ def one_current_version(context: dg.AssetCheckExecutionContext,
 def revenue_reconciles_with_stream(context: dg.AssetCheckExecutionContext,
                                    warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Batch ↔ stream reconciliation: catches a broken stream as well as a broken batch."""
-    if not context.has_partition_key:
+    targets = run_days(context)
+    if targets is None:
         days = warehouse.query_frame("SELECT DISTINCT event_date FROM warehouse.fact_sales")
         targets = sorted(days["event_date"].tolist())
-    else:
-        targets = [date.fromisoformat(context.partition_key)]
     mismatches = {}
     compared = {}
     for day in targets:

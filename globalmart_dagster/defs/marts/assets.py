@@ -3,6 +3,7 @@ warehouse for its inputs, computes with the pure functions of ``transforms.py`` 
 DataFrame; the mart IO manager (PostgreSQL ``marts.*`` or MongoDB ``globalmart_dw.*``) stores it.
 """
 
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import dagster as dg
@@ -57,13 +58,24 @@ GROUP BY event_date ORDER BY event_date
 """
 
 
+def _per_day(context: dg.AssetExecutionContext,
+             build: Callable[[date], pd.DataFrame]) -> pd.DataFrame:
+    """One snapshot per day of the run (several in a single-run backfill), concatenated."""
+    frames = [build(date.fromisoformat(key)) for key in context.partition_keys]
+    non_empty = [f for f in frames if not f.empty]
+    if not non_empty:
+        return frames[0]
+    return pd.concat(non_empty, ignore_index=True)
+
+
 def _mart(**kwargs):
     return dg.asset(key_prefix=MARTS_PREFIX, group_name=MARTS_GROUP, owners=OWNERS,
                     io_manager_key=MART_IO_MANAGER, **kwargs)
 
 
 @_mart(partitions_def=daily_partitions, deps=[fact_sales], kinds={"pandas"},
-       metadata={REPLACE_BY: "analysis_date"}, freshness_policy=DAILY_MART_FRESHNESS)
+       metadata={REPLACE_BY: "analysis_date"}, freshness_policy=DAILY_MART_FRESHNESS,
+       backfill_policy=dg.BackfillPolicy.single_run())
 def customer_rfm_analysis(context: dg.AssetExecutionContext,
                           warehouse: WarehouseResource) -> pd.DataFrame:
     """Customer segments by RFM as of the partition's day, over the last 365 days of sales:
@@ -71,9 +83,9 @@ def customer_rfm_analysis(context: dg.AssetExecutionContext,
     each scored 1..5 by quintile (ties broken deterministically), and one of eight segments
     (Champions, Loyal Customers, Potential Loyalists, New Customers, At Risk, Cannot Lose
     Them, Hibernating, Lost) from the segment grid. One snapshot per ``analysis_date``."""
-    day = date.fromisoformat(context.partition_key)
-    stats = warehouse.query_frame(CUSTOMER_STATS_SQL, {"day": day, "lookback": RFM_LOOKBACK_DAYS})
-    result = transforms.rfm_analysis(stats, day)
+    result = _per_day(context, lambda day: transforms.rfm_analysis(
+        warehouse.query_frame(CUSTOMER_STATS_SQL, {"day": day, "lookback": RFM_LOOKBACK_DAYS}),
+        day))
     context.add_output_metadata({
         "customers": len(result),
         "segments": dg.MetadataValue.json(result["rfm_segment"].value_counts().to_dict()),
@@ -82,16 +94,17 @@ def customer_rfm_analysis(context: dg.AssetExecutionContext,
 
 
 @_mart(partitions_def=daily_partitions, deps=[fact_sales, dim_product], kinds={"pandas"},
-       metadata={REPLACE_BY: "analysis_date"}, freshness_policy=DAILY_MART_FRESHNESS)
+       metadata={REPLACE_BY: "analysis_date"}, freshness_policy=DAILY_MART_FRESHNESS,
+       backfill_policy=dg.BackfillPolicy.single_run())
 def product_performance(context: dg.AssetExecutionContext,
                         warehouse: WarehouseResource) -> pd.DataFrame:
     """Product performance over the 30 days ending on the partition's day: units sold,
     revenue, average selling price, a 0..100 performance score (revenue 50 %, units 30 %,
     orders 20 %, each relative to the category's best product) and the rank in the category.
     One snapshot per ``analysis_date``."""
-    day = date.fromisoformat(context.partition_key)
-    sales = warehouse.query_frame(PRODUCT_SALES_SQL, {"day": day, "window": PRODUCT_WINDOW_DAYS})
-    result = transforms.product_performance(sales, day)
+    result = _per_day(context, lambda day: transforms.product_performance(
+        warehouse.query_frame(PRODUCT_SALES_SQL, {"day": day, "window": PRODUCT_WINDOW_DAYS}),
+        day))
     context.add_output_metadata({"products": len(result)})
     return result
 

@@ -171,7 +171,7 @@ def sales_trends(daily: pd.DataFrame, end: date, daily_days: int, weeks: int,
     day_rows = _period_rows("daily", series.rename_axis("date").reset_index(), 7)
     day_rows = day_rows[day_rows["date"] > pd.Timestamp(end - timedelta(days=daily_days))]
 
-    week_start = series.index - pd.to_timedelta(series.index.dayofweek, unit="D")
+    week_start = series.index - pd.to_timedelta(series.index.day_of_week, unit="D")
     weekly = series.groupby(week_start).sum().rename_axis("date").reset_index()
     week_rows = _period_rows("weekly", weekly, 4).tail(weeks)
 

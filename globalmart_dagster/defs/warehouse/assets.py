@@ -6,6 +6,7 @@ exactly its day in one transaction (re-runs and backfills are idempotent).
 """
 
 from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
@@ -24,15 +25,18 @@ CALENDAR_HORIZON_DAYS = 366
 
 
 def read_raw_day(spark: SparkSession, lake: LakeResource, topic: str, day: date) -> DataFrame:
-    """One day of a topic's raw layer (empty, with the right schema, when the day is absent)."""
+    """One day of a topic's raw layer (empty, with the right schema, when the day is absent).
+
+    The topic's root is read (not the day's directory) so that Spark honours the streaming
+    file sink's ``_spark_metadata`` log and sees committed files only; the filter on the
+    partition column prunes the other days."""
     from streaming.schemas import raw_schema
 
     schema = raw_schema(topic)
     files, _ = lake.raw_day_files(topic, day)
     if files == 0:
         return spark.createDataFrame([], schema)
-    return (spark.read.schema(schema).option("basePath", lake.raw_path(topic))
-            .parquet(lake.raw_day_path(topic, day))
+    return (spark.read.schema(schema).parquet(lake.raw_path(topic))
             .where(F.col("event_date") == F.lit(day)))
 
 
@@ -40,8 +44,9 @@ def _arrow(frame: DataFrame, columns: list[str]) -> pa.Table:
     return frame.select(*columns).toArrow()
 
 
-def _day(context: dg.AssetExecutionContext) -> date:
-    return date.fromisoformat(context.partition_key)
+def _days(context: dg.AssetExecutionContext) -> list[date]:
+    """The run's days: one for a partition run, several for a single-run backfill."""
+    return [date.fromisoformat(key) for key in context.partition_keys]
 
 
 @dg.asset(
@@ -107,6 +112,7 @@ DIMENSIONS = [dim_date, dim_customer, dim_product, dim_location]
 @dg.asset(
     key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
     kinds={"spark", "postgres"}, partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[dg.AssetKey([RAW_PREFIX, "transactions"]), dim_date, dim_customer, dim_product,
           dim_location],
     tags={"layer": "fact"},
@@ -115,20 +121,24 @@ def fact_sales(context: dg.AssetExecutionContext, pyspark: PySparkResource,
                lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Sales at line-item grain: one row per transaction line of the day, with quantity, unit
     price and revenue (``line_amount``), the line's own category, and keys to the date, the
-    customer version in effect at the event, the product and the location. A run replaces its
-    day in one transaction."""
-    day = _day(context)
-    transactions = read_raw_day(pyspark.spark_session, lake, "transactions", day)
-    lines = _arrow(transforms.sales_lines(transactions), transforms.SALES_COLUMNS)
-    with warehouse.connect() as conn:
-        counts = load.replace_fact_sales_day(conn, day, lines)
-    revenue = sum(v.as_py() for v in lines.column("line_amount")) if lines.num_rows else 0
-    return dg.MaterializeResult(metadata={**counts, "revenue": float(revenue)})
+    customer version in effect at the event, the product and the location. Each day is
+    replaced in one transaction (a backfill run loops over its days)."""
+    per_day = {}
+    for day in _days(context):
+        transactions = read_raw_day(pyspark.spark_session, lake, "transactions", day)
+        lines = _arrow(transforms.sales_lines(transactions), transforms.SALES_COLUMNS)
+        with warehouse.connect() as conn:
+            counts = load.replace_fact_sales_day(conn, day, lines)
+        revenue = sum(v.as_py() for v in lines.column("line_amount")) if lines.num_rows else 0
+        per_day[day.isoformat()] = {**counts, "revenue": float(revenue)}
+        context.log.info(f"fact_sales {day}: {per_day[day.isoformat()]}")
+    return dg.MaterializeResult(metadata=_summary(per_day))
 
 
 @dg.asset(
     key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
     kinds={"spark", "postgres"}, partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     deps=[dg.AssetKey([RAW_PREFIX, t]) for t in ("product_views", "cart_events", "transactions")]
     + [dim_date, dim_customer],
     tags={"layer": "fact"},
@@ -137,16 +147,30 @@ def fact_sessions(context: dg.AssetExecutionContext, pyspark: PySparkResource,
                   lake: LakeResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Sessions per day: start, end and duration, page views and viewing time, cart adds,
     removes and updates, purchases, revenue and whether the session converted. A session that
-    crosses midnight has one row per day. A run replaces its day in one transaction."""
-    day = _day(context)
+    crosses midnight has one row per day. Each day is replaced in one transaction."""
     spark = pyspark.spark_session
-    views = read_raw_day(spark, lake, "product_views", day)
-    carts = read_raw_day(spark, lake, "cart_events", day)
-    lines = transforms.sales_lines(read_raw_day(spark, lake, "transactions", day))
-    sessions = _arrow(transforms.session_facts(views, carts, lines), transforms.SESSION_COLUMNS)
-    with warehouse.connect() as conn:
-        counts = load.replace_fact_sessions_day(conn, day, sessions)
-    return dg.MaterializeResult(metadata=counts)
+    per_day = {}
+    for day in _days(context):
+        views = read_raw_day(spark, lake, "product_views", day)
+        carts = read_raw_day(spark, lake, "cart_events", day)
+        lines = transforms.sales_lines(read_raw_day(spark, lake, "transactions", day))
+        sessions = _arrow(transforms.session_facts(views, carts, lines),
+                          transforms.SESSION_COLUMNS)
+        with warehouse.connect() as conn:
+            per_day[day.isoformat()] = load.replace_fact_sessions_day(conn, day, sessions)
+        context.log.info(f"fact_sessions {day}: {per_day[day.isoformat()]}")
+    return dg.MaterializeResult(metadata=_summary(per_day))
 
 
 FACTS = [fact_sales, fact_sessions]
+
+
+def _summary(per_day: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Materialization metadata: totals, plus the per-day figures when there are several."""
+    totals: dict[str, Any] = {}
+    for counts in per_day.values():
+        for name, value in counts.items():
+            totals[name] = totals.get(name, 0) + value
+    if len(per_day) > 1:
+        totals["days"] = dg.MetadataValue.json(per_day)
+    return totals

@@ -130,9 +130,9 @@ def calendar(start: date, end: date) -> pd.DataFrame:
         "month": days.month.astype("int16"),
         "month_name": days.month_name(),
         "day_of_month": days.day.astype("int16"),
-        "day_of_week": (days.dayofweek + 1).astype("int16"),
+        "day_of_week": (days.day_of_week + 1).astype("int16"),
         "day_name": days.day_name(),
         "iso_year": iso["year"].to_numpy().astype("int16"),
         "iso_week": iso["week"].to_numpy().astype("int16"),
-        "is_weekend": days.dayofweek >= 5,
+        "is_weekend": days.day_of_week >= 5,
     })

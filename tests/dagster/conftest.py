@@ -1,0 +1,66 @@
+"""Fixtures of the Dagster tests: resources on the real PostgreSQL, a tmp lake, real Spark, and
+one day of events built through the whole graph once per module that asks for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from globalmart.settings import PlatformSettings
+from globalmart_dagster.definitions import build_definitions
+from globalmart_dagster.defs.resources import build_resources
+from globalmart_dagster.settings import DagsterSettings
+from tests.dagster.dataset import (
+    Day,
+    build_day,
+    write_raw_layer,
+    write_sources,
+    write_stream_sales_metrics,
+)
+
+DAY = date(2026, 11, 20)
+
+
+def make_resources(url: str, lake: Path | str, bootstrap: str = "127.0.0.1:1",
+                   **settings: Any) -> dict[str, Any]:
+    """The code location's resources pointed at test services."""
+    platform = PlatformSettings(database_url=url, lake_path=str(lake),
+                                kafka_bootstrap_servers=bootstrap)
+    return build_resources(platform, DagsterSettings(spark_master="local[2]",
+                                                     shuffle_partitions=2, **settings))
+
+
+@dataclass
+class Built:
+    """A database and lake with one day built through the graph."""
+
+    url: str
+    lake: Path
+    data: Day
+    defs: dg.Definitions
+    result: dg.ExecuteInProcessResult
+
+    def run_day(self, day: date = DAY) -> dg.ExecuteInProcessResult:
+        """Run the daily job for ``day`` again."""
+        job = self.defs.resolve_job_def("daily_warehouse_job")
+        return job.execute_in_process(partition_key=day.isoformat(), raise_on_error=False)
+
+
+@pytest.fixture(scope="module")
+def built(make_database, spark, tmp_path_factory) -> Built:
+    """One day of events (raw layer, source tables, stream metrics) and a run of the daily job."""
+    url = make_database()
+    lake = tmp_path_factory.mktemp("lake")
+    data = build_day(DAY)
+    write_raw_layer(lake, data)
+    write_sources(url, data)
+    write_stream_sales_metrics(url, data)
+    defs = build_definitions(make_resources(url, lake))
+    job = defs.resolve_job_def("daily_warehouse_job")
+    result = job.execute_in_process(partition_key=DAY.isoformat(), raise_on_error=False)
+    return Built(url, lake, data, defs, result)

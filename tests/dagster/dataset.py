@@ -1,0 +1,224 @@
+"""A day of events for the Dagster tests and benchmarks, written the way the streaming app
+writes them: raw-layer Parquet under ``<lake>/raw/<topic>/event_date=YYYY-MM-DD/`` with the schema
+``streaming.schemas.raw_schema(topic)``, plus the source tables and the stream's ``sales_metrics``.
+
+Events are built deterministically from a seed and validated against the contracts; the
+expected figures the tests assert are computed from these events in the tests themselves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from random import Random
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import types as T
+
+from globalmart.contracts import COUNTRIES, INPUT_TOPICS
+from streaming.schemas import raw_schema
+
+CATEGORIES = ("Laptops", "Fiction", "Running", "Bedding")
+PRICE_RANGE = {"Laptops": (300, 2000), "Fiction": (10, 50), "Running": (20, 300),
+               "Bedding": (15, 500)}
+
+
+@dataclass
+class Day:
+    """A simulated day: events per topic (contract fields + Kafka position) and source rows."""
+
+    day: date
+    events: dict[str, list[dict]] = field(default_factory=dict)
+    customers: list[dict] = field(default_factory=list)
+    products: list[dict] = field(default_factory=list)
+
+    def unique(self, topic: str) -> list[dict]:
+        """The topic's events with re-deliveries (same event_id) counted once."""
+        seen: dict[str, dict] = {}
+        for event in self.events[topic]:
+            seen.setdefault(event["event_id"], event)
+        return list(seen.values())
+
+
+def _uuid(rng: Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def build_day(day: date, seed: int = 7, transactions: int = 400, users: int = 120,
+              products: int = 40, known_users: float = 0.9) -> Day:
+    """One day of shopping: sessions with views, cart events and (some) purchases, a few
+    restocks, a re-delivered transaction; a share of the users and one product are unknown to
+    the source tables (they become inferred members)."""
+    rng = Random(seed)
+    result = Day(day)
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    countries = list(COUNTRIES)
+    user_ids = [f"user_{seed}_{i:05d}" for i in range(users)]
+    homes = {}
+    for i, uid in enumerate(user_ids):
+        country = countries[i % len(countries)]
+        currency, cities = COUNTRIES[country]
+        homes[uid] = (country, cities[i % len(cities)], currency)
+        if i < int(users * known_users):
+            result.customers.append({
+                "user_id": uid, "full_name": f"Customer {i}", "email": f"c{i}@example.com",
+                "country": country, "city": homes[uid][1],
+                "signup_date": day - timedelta(days=30 + i), "loyalty_tier": "silver",
+                "updated_at": start - timedelta(days=1),
+            })
+    catalog = []
+    for i in range(products):
+        category = CATEGORIES[i % len(CATEGORIES)]
+        low, high = PRICE_RANGE[category]
+        price = Decimal(rng.randint(low * 100, high * 100)) / 100
+        catalog.append((f"prod_{seed}_{i:05d}", category, price))
+        if i < products - 1:  # the last product is unknown to the source
+            result.products.append({
+                "product_id": catalog[-1][0], "product_name": f"Product {i}",
+                "category": category, "brand": "Acme", "list_price": price,
+                "initial_stock": 500, "updated_at": start - timedelta(days=1),
+            })
+    events: dict[str, list[dict]] = {topic: [] for topic in INPUT_TOPICS}
+
+    def moment() -> datetime:
+        return start + timedelta(microseconds=rng.randrange(86_400_000_000 - 3_600_000_000))
+
+    for n in range(transactions):
+        uid = user_ids[min(int(rng.random() ** 2 * users), users - 1)]
+        country, city, currency = homes[uid]
+        session = f"sess_{seed}_{n:06d}"
+        t = moment()
+        lines = []
+        for _ in range(rng.randint(1, 5)):
+            pid, category, price = catalog[rng.randrange(products)]
+            quantity = rng.randint(1, 3)
+            events["product_views"].append({
+                "event_id": _uuid(rng), "event_time": t, "schema_version": 1, "user_id": uid,
+                "session_id": session, "product_id": pid, "category": category,
+                "duration_seconds": rng.randint(5, 300), "device": "mobile", "country": country,
+            })
+            t += timedelta(seconds=rng.randint(5, 120))
+            events["cart_events"].append({
+                "event_id": _uuid(rng), "event_time": t, "schema_version": 1, "user_id": uid,
+                "session_id": session, "product_id": pid, "action": "add", "quantity": quantity,
+            })
+            lines.append({"product_id": pid, "category": category, "quantity": quantity,
+                          "unit_price": price})
+        t += timedelta(seconds=rng.randint(5, 120))
+        total = sum((line["unit_price"] * line["quantity"] for line in lines), Decimal("0.00"))
+        events["transactions"].append({
+            "event_id": _uuid(rng), "event_time": t, "schema_version": 1,
+            "transaction_id": f"tx_{seed}_{n:06d}", "user_id": uid, "session_id": session,
+            "country": country, "city": city, "payment_method": "paypal", "currency": currency,
+            "items": lines, "total_amount": total,
+        })
+    for n in range(transactions // 4):  # browsing sessions without a purchase
+        uid = user_ids[rng.randrange(users)]
+        pid, category, _ = catalog[rng.randrange(products)]
+        t = moment()
+        session = f"browse_{seed}_{n:06d}"
+        events["product_views"].append({
+            "event_id": _uuid(rng), "event_time": t, "schema_version": 1, "user_id": uid,
+            "session_id": session, "product_id": pid, "category": category,
+            "duration_seconds": rng.randint(5, 300), "device": "desktop",
+            "country": homes[uid][0],
+        })
+        for action in ("add", "remove"):
+            t += timedelta(seconds=30)
+            events["cart_events"].append({
+                "event_id": _uuid(rng), "event_time": t, "schema_version": 1, "user_id": uid,
+                "session_id": session, "product_id": pid, "action": action, "quantity": 1,
+            })
+    for _ in range(max(1, transactions // 50)):
+        events["inventory_events"].append({
+            "event_id": _uuid(rng), "event_time": moment(), "schema_version": 1,
+            "product_id": catalog[rng.randrange(products)][0], "kind": "restock",
+            "quantity_delta": rng.randint(10, 100),
+        })
+    if events["transactions"]:  # an at-least-once re-delivery: same event, later offset
+        events["transactions"].append(dict(events["transactions"][0]))
+    for topic, rows in events.items():
+        model, _ = INPUT_TOPICS[topic]
+        for offset, row in enumerate(rows):
+            model.model_validate(row)
+            row["kafka_partition"] = offset % 3
+            row["kafka_offset"] = offset
+            row["event_date"] = day
+    result.events = events
+    return result
+
+
+def _arrow_type(dtype: T.DataType) -> pa.DataType:
+    if isinstance(dtype, T.StringType):
+        return pa.string()
+    if isinstance(dtype, T.TimestampType):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(dtype, T.IntegerType):
+        return pa.int32()
+    if isinstance(dtype, T.LongType):
+        return pa.int64()
+    if isinstance(dtype, T.DecimalType):
+        return pa.decimal128(dtype.precision, dtype.scale)
+    if isinstance(dtype, T.DateType):
+        return pa.date32()
+    if isinstance(dtype, T.ArrayType):
+        return pa.list_(_arrow_type(dtype.elementType))
+    if isinstance(dtype, T.StructType):
+        return pa.struct([pa.field(f.name, _arrow_type(f.dataType)) for f in dtype.fields])
+    raise TypeError(f"no Arrow type for {dtype}")
+
+
+def write_raw_layer(lake: Path | str, data: Day) -> None:
+    """Write the day's events as the streaming app does: one directory per topic and day,
+    Parquet files with the raw schema minus the partition column."""
+    for topic, rows in data.events.items():
+        fields = [f for f in raw_schema(topic).fields if f.name != "event_date"]
+        schema = pa.schema([pa.field(f.name, _arrow_type(f.dataType)) for f in fields])
+        table = pa.Table.from_pylist([{f.name: r[f.name] for f in fields} for r in rows],
+                                     schema=schema)
+        directory = Path(lake) / "raw" / topic / f"event_date={data.day.isoformat()}"
+        directory.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, directory / "part-00000.parquet")
+
+
+def write_sources(url: str, data: Day) -> None:
+    """Upsert the day's customers and products into ``source.*``."""
+    with psycopg.connect(url) as conn:
+        for row in data.customers:
+            conn.execute(
+                "INSERT INTO source.customers VALUES (%(user_id)s, %(full_name)s, %(email)s, "
+                "%(country)s, %(city)s, %(signup_date)s, %(loyalty_tier)s, %(updated_at)s) "
+                "ON CONFLICT (user_id) DO NOTHING", row)
+        for row in data.products:
+            conn.execute(
+                "INSERT INTO source.products VALUES (%(product_id)s, %(product_name)s, "
+                "%(category)s, %(brand)s, %(list_price)s, %(initial_stock)s, %(updated_at)s) "
+                "ON CONFLICT (product_id) DO NOTHING", row)
+
+
+def write_stream_sales_metrics(url: str, data: Day) -> None:
+    """What the streaming app writes to ``sales_metrics`` for these events: tumbling 1-minute
+    windows by category × country, revenue of a line in its own category, events once."""
+    windows: dict[tuple, dict] = {}
+    for tx in data.unique("transactions"):
+        start = tx["event_time"].replace(second=0, microsecond=0)
+        for line in tx["items"]:
+            key = (start, line["category"], tx["country"])
+            w = windows.setdefault(key, {"amount": Decimal(0), "tx": set(), "units": 0})
+            w["amount"] += line["quantity"] * line["unit_price"]
+            w["tx"].add(tx["transaction_id"])
+            w["units"] += line["quantity"]
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO public.sales_metrics (window_start, window_end, category, country, "
+            "total_amount, transaction_count, avg_transaction_value, units_sold) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [(s, s + timedelta(minutes=1), c, k, w["amount"], len(w["tx"]),
+              round(w["amount"] / len(w["tx"]), 2), w["units"])
+             for (s, c, k), w in windows.items()],
+        )
