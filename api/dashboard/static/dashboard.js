@@ -7,8 +7,8 @@ const SLOW_REFRESH_MS = 60000;
 const usd = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
 const usd2 = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
 const num = new Intl.NumberFormat("en-US");
-const PLOT_CONFIG = { displaylogo: false, responsive: true, topojsonURL: "/dashboard/static/geo/",
-                      modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+const PLOT_CONFIG = { displaylogo: false, displayModeBar: false, responsive: true,
+                      topojsonURL: "/dashboard/static/geo/" };
 const FONT = { family: "DejaVu Sans, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2433" };
 const BLUE = "#2f6fec";
 
@@ -84,12 +84,12 @@ async function loadLive() {
 }
 
 async function loadMap() {
-  const d = await api("/sales/by-country?period=today");
+  const d = await api("/sales/by-country?period=week");
   await draw("chart-map", [{
     type: "choropleth", locationmode: "ISO-3", locations: d.countries.map(c => c.iso3),
     z: d.countries.map(c => c.revenue), text: d.countries.map(c => c.country),
     customdata: d.countries.map(c => [c.orders, c.avg_order_value]),
-    colorscale: "Blues", marker: { line: { color: "#fff", width: 0.5 } },
+    colorscale: [[0, "#cfe0fc"], [1, "#1742a8"]], marker: { line: { color: "#fff", width: 0.5 } },
     colorbar: { title: { text: "USD" }, tickprefix: "$", thickness: 12 },
     hovertemplate: "<b>%{text}</b><br>Revenue %{z:$,.0f}<br>Orders %{customdata[0]:,}<br>AOV %{customdata[1]:$,.2f}<extra></extra>",
   }], { margin: { l: 0, r: 0, t: 0, b: 0 },
@@ -100,7 +100,7 @@ async function loadMap() {
 }
 
 async function loadCategories() {
-  const d = await api("/sales/by-category?period=today");
+  const d = await api("/sales/by-category?period=week");
   const rows = d.categories.slice(0, 12).reverse();
   await draw("chart-categories", [{
     type: "bar", orientation: "h", y: rows.map(c => c.category), x: rows.map(c => c.revenue),
