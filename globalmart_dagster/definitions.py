@@ -19,7 +19,6 @@ from globalmart_dagster.defs.sensors import SENSORS
 from globalmart_dagster.defs.warehouse.assets import DIMENSIONS, FACTS
 
 
-
 def build_definitions(resources: dict[str, Any]) -> dg.Definitions:
     """Everything of the code location with these resources (tests pass their own)."""
     return dg.Definitions(

@@ -20,8 +20,9 @@ CREATE TABLE IF NOT EXISTS warehouse.dim_date (
 );
 
 -- Type-2 history of source.customers: a change closes the current version (valid_to) and opens
--- a new one. The first version of a customer covers all earlier time (valid_from = -infinity), so
--- every event finds the version in effect. A customer seen in events before the source knows
+-- a new one. The first version of a customer covers all earlier time (valid_from = 1900-01-01)
+-- and the current one all later time (valid_to = 9999-12-31; finite bounds, which every client
+-- library can read), so every event finds the version in effect. A customer seen in events before the source knows
 -- it is an inferred member (is_inferred), filled in place when the source row arrives.
 CREATE TABLE IF NOT EXISTS warehouse.dim_customer (
     customer_key bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS warehouse.dim_customer (
     loyalty_tier text,
     is_inferred  boolean NOT NULL DEFAULT false,
     valid_from   timestamptz NOT NULL,
-    valid_to     timestamptz NOT NULL DEFAULT 'infinity',
+    valid_to     timestamptz NOT NULL DEFAULT '9999-12-31 00:00:00+00',
     is_current   boolean NOT NULL DEFAULT true,
     CONSTRAINT dim_customer_version_uq UNIQUE (user_id, valid_from),
     CONSTRAINT dim_customer_period_ck CHECK (valid_from < valid_to)

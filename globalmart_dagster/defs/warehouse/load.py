@@ -3,7 +3,7 @@ dimension refresh or a fact day is replaced all at once or not at all."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import psycopg
 import pyarrow as pa
@@ -13,6 +13,10 @@ from globalmart.contracts import COUNTRIES
 from globalmart_dagster.resources import copy_arrow
 
 W = "warehouse"
+
+# valid_from of a customer's first version (valid_to of the current one: 9999-12-31, the
+# column default).
+BEGINNING_OF_TIME = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 class LoadError(RuntimeError):
@@ -63,9 +67,9 @@ def merge_dim_customer(conn: psycopg.Connection) -> dict[str, int]:
     ).format(attrs=attrs, s=s_attrs)).rowcount
     new = conn.execute(sql.SQL(
         "INSERT INTO warehouse.dim_customer (user_id, {attrs}, valid_from) "
-        "SELECT s.user_id, {s}, '-infinity' FROM source.customers s "
+        "SELECT s.user_id, {s}, %s FROM source.customers s "
         "WHERE NOT EXISTS (SELECT 1 FROM warehouse.dim_customer d WHERE d.user_id = s.user_id)"
-    ).format(attrs=attrs, s=s_attrs)).rowcount
+    ).format(attrs=attrs, s=s_attrs), (BEGINNING_OF_TIME,)).rowcount
     return {"filled_inferred": filled, "changed": changed, "new": new}
 
 
@@ -113,10 +117,10 @@ def _infer_members(conn: psycopg.Connection, stage: str, with_products: bool) ->
     stage_id = sql.Identifier(stage)
     conn.execute(sql.SQL(
         "INSERT INTO warehouse.dim_customer (user_id, is_inferred, valid_from) "
-        "SELECT DISTINCT user_id, true, '-infinity'::timestamptz FROM {} s "
+        "SELECT DISTINCT user_id, true, %s::timestamptz FROM {} s "
         "WHERE NOT EXISTS (SELECT 1 FROM warehouse.dim_customer d WHERE d.user_id = s.user_id) "
         "ON CONFLICT DO NOTHING"
-    ).format(stage_id))
+    ).format(stage_id), (BEGINNING_OF_TIME,))
     if not with_products:
         return
     conn.execute(sql.SQL(
