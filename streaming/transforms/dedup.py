@@ -12,5 +12,7 @@ def deduplicate(events: DataFrame, watermark: str) -> DataFrame:
     older than the watermark are dropped as too late; on a batch DataFrame it is a plain
     de-duplication.
     """
+    if not events.isStreaming:
+        return events.dropDuplicates(["event_id"])
     return events.withWatermark("event_time", watermark).dropDuplicatesWithinWatermark(
         ["event_id"])

@@ -1,0 +1,294 @@
+"""Unit tests of the pure transforms on small hand-built batch DataFrames."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from globalmart.contracts import parse_event
+from streaming.sinks import collect_rows
+from streaming.transforms.anomalies import rule_anomalies, user_transactions
+from streaming.transforms.dedup import deduplicate
+from streaming.transforms.inventory import stock_movements, units_sold
+from streaming.transforms.parse import accepted, rejected, validate
+from streaming.transforms.sales import order_metrics, sales_metrics
+from streaming.transforms.sessions import merge_sessions, session_activity, session_metrics
+from tests.streaming.events import (
+    T0,
+    at,
+    cart,
+    line,
+    record,
+    records,
+    stock,
+    topic_batch,
+    transaction,
+    view,
+)
+
+# --- validation: the Spark path and the contract models agree ---------------------------------
+
+GOOD = [
+    ("transactions", transaction()),
+    ("transactions", transaction(total="12.50", items=[line(unit_price="6.25", quantity=2)])),
+    ("transactions", transaction(total=1)),  # total ≠ Σ lines is valid (an anomaly)
+    ("transactions", {k: v for k, v in transaction().items() if k != "schema_version"}),
+    ("product_views", view()),
+    ("product_views", view(duration_seconds=5)),
+    ("product_views", view(duration_seconds=300)),
+    ("cart_events", cart("remove")),
+    ("inventory_events", stock("restock", 1)),
+    ("inventory_events", stock("adjustment", -3)),
+]
+BAD = [
+    ("transactions", "{not json", "Invalid JSON"),
+    ("transactions", "", "empty payload"),
+    ("transactions", {k: v for k, v in transaction().items() if k != "user_id"}, "user_id"),
+    ("transactions", transaction(total=1, items=[line(quantity=-1)]), "quantity"),
+    ("transactions", transaction(items=[line(unit_price=-5)]), "unit_price"),
+    ("transactions", transaction(items=[line(unit_price="1.234")]), "unit_price"),
+    ("transactions", transaction(total=1, items=[line(quantity="many")]), "quantity"),
+    ("transactions", transaction(country="Spain"), "country"),
+    ("transactions", transaction(payment_method="cash"), "payment_method"),
+    ("transactions", transaction(items=[]), "items"),
+    ("transactions", transaction(schema_version=2), "schema_version"),
+    ("transactions", transaction(extra_field=1), "extra_field"),
+    ("transactions", transaction(event_time="2026-03-01T12:00:00"), "event_time"),
+    ("transactions", transaction(event_id="not-a-uuid"), "event_id"),
+    ("product_views", view(duration_seconds=4), "duration_seconds"),
+    ("product_views", view(duration_seconds=301), "duration_seconds"),
+    ("product_views", view(device="watch"), "device"),
+    ("cart_events", cart("steal"), "action"),
+    ("inventory_events", stock("restock", 0), "positive quantity_delta"),
+    ("inventory_events", stock("restock", -4), "positive quantity_delta"),
+    ("inventory_events", stock("theft", -4), "kind"),
+]
+
+
+def test_validation_accepts_and_rejects_exactly_what_the_contracts_do(spark) -> None:
+    rows = [record(t, p) for t, p in GOOD] + [record(t, p) for t, p, _ in BAD]
+    validated = validate(records(spark, rows))
+    verdicts = {r["kafka_offset"]: r["reason"] for r in validated.collect()}
+    for (topic, payload, *_), row in zip(GOOD + BAD, rows, strict=True):
+        raw = row[1]
+        try:
+            parse_event(topic, raw)
+            contract_ok = True
+        except Exception:  # noqa: BLE001
+            contract_ok = False
+        assert (verdicts[row[4]] is None) == contract_ok, (topic, payload, verdicts[row[4]])
+    assert sum(v is None for v in verdicts.values()) == len(GOOD)
+
+
+def test_rejected_records_keep_payload_and_a_human_reason(spark) -> None:
+    rows = [record(t, p) for t, p, _ in BAD] + [record("transactions", b"\xff\xfe{")]
+    dead = {r["kafka_offset"]: r for r in rejected(validate(records(spark, rows))).collect()}
+    assert len(dead) == len(rows)
+    for (_, _payload, expected), row in zip(BAD, rows[:-1], strict=True):
+        letter = dead[row[4]]
+        assert expected in letter["reason"], letter["reason"]
+        assert letter["payload"] == row[1].decode()
+    assert dead[rows[-1][4]]["payload"] == "\ufffd\ufffd{"
+
+
+def test_accepted_events_are_typed_exactly(spark) -> None:
+    event = transaction(total="39.98", items=[line(unit_price="19.99", quantity=2)],
+                        time="2026-03-01T23:59:59.123456+01:00")
+    (row,) = accepted(validate(topic_batch(spark, "transactions", [event])),
+                      "transactions").collect()
+    assert row["total_amount"] == Decimal("39.98")
+    assert row["items"][0]["unit_price"] == Decimal("19.99")
+    assert row["event_id"] == event["event_id"]
+    assert str(row["event_date"]) == "2026-03-01"  # 22:59:59 UTC
+    assert row["kafka_partition"] == 0
+
+
+def _transactions(spark, events):
+    return accepted(validate(topic_batch(spark, "transactions", events)), "transactions")
+
+
+# --- sales --------------------------------------------------------------------------------------
+
+def test_sales_metrics_put_each_line_in_its_own_category_and_window(spark) -> None:
+    events = [
+        transaction(items=[line("p1", "Books", 2, "10.05"), line("p2", "Electronics", 1, "999.99")],
+                    time=at(5)),
+        transaction(items=[line("p3", "Books", 1, "0.01")], time=at(59.999)),
+        transaction(items=[line("p4", "Books", 3, "1.10")], time=at(60)),
+        transaction(items=[line("p5", "Books", 1, "5")], time=at(10), country="UK"),
+    ]
+    rows = {(str(r["window_start"].time()), r["category"], r["country"]): r
+            for r in sales_metrics(_transactions(spark, events)).collect()}
+    books = rows[("12:00:00", "Books", "USA")]
+    assert books["total_amount"] == Decimal("20.11")
+    assert books["transaction_count"] == 2 and books["units_sold"] == 3
+    assert books["avg_transaction_value"] == Decimal("10.06")  # 20.11 / 2 rounded
+    assert rows[("12:00:00", "Electronics", "USA")]["total_amount"] == Decimal("999.99")
+    assert rows[("12:01:00", "Books", "USA")]["total_amount"] == Decimal("3.30")
+    assert rows[("12:00:00", "Books", "UK")]["total_amount"] == Decimal("5.00")
+    assert len(rows) == 4
+    hourly = sales_metrics(_transactions(spark, events), "1 hour").collect()
+    assert sum(r["total_amount"] for r in hourly) == Decimal("1028.40")
+
+
+def test_order_metrics_count_each_transaction_once(spark) -> None:
+    events = [
+        transaction(items=[line("p1", "Books", 2, "10"), line("p2", "Toys", 1, "5")], total="30"),
+        transaction(items=[line("p3", "Books", 1, "7.5")], time=at(30)),
+    ]
+    (row,) = order_metrics(_transactions(spark, events)).collect()
+    assert row["order_count"] == 2
+    assert row["revenue"] == Decimal("32.50")
+    assert row["billed_amount"] == Decimal("37.50")
+    assert row["units_sold"] == 4
+
+
+# --- anomaly rules at their boundaries ----------------------------------------------------------
+
+def _anomalies(spark, events):
+    return {(r["transaction_id"], r["anomaly_type"]): r
+            for r in rule_anomalies(_transactions(spark, events)).collect()}
+
+
+def test_high_value_is_strictly_above_5000(spark) -> None:
+    exactly = transaction(items=[line(unit_price="5000.00")], txid="exactly")
+    above = transaction(items=[line(unit_price="5000.01")], txid="above")
+    huge = transaction(items=[line(unit_price="2000", quantity=10)], txid="huge")
+    found = _anomalies(spark, [exactly, above, huge])
+    assert set(found) == {("above", "high_value"), ("huge", "high_value")}
+    assert 0.5 <= found[("above", "high_value")]["anomaly_score"] < 0.51
+    assert found[("huge", "high_value")]["anomaly_score"] == 1.0
+    assert found[("above", "high_value")]["amount"] == Decimal("5000.01")
+    assert "5000.01" in found[("above", "high_value")]["description"]
+
+
+def test_unusual_quantity_is_more_than_10_on_a_line(spark) -> None:
+    ten = transaction(items=[line(quantity=10), line("p2", quantity=10)], txid="ten")
+    eleven = transaction(items=[line(quantity=1), line("p2", quantity=11)], txid="eleven")
+    found = _anomalies(spark, [ten, eleven])
+    assert set(found) == {("eleven", "unusual_quantity")}
+    assert 0 <= found[("eleven", "unusual_quantity")]["anomaly_score"] <= 1
+
+
+def test_total_mismatch_and_nothing_on_a_clean_transaction(spark) -> None:
+    clean = transaction(items=[line(unit_price="19.99", quantity=3)], txid="clean")
+    off = transaction(items=[line(unit_price="19.99", quantity=3)], total="59.98", txid="off")
+    found = _anomalies(spark, [clean, off])
+    assert set(found) == {("off", "total_mismatch")}
+    assert "59.97" in found[("off", "total_mismatch")]["description"]
+    assert 0.5 <= found[("off", "total_mismatch")]["anomaly_score"] <= 1
+
+
+def test_one_row_per_transaction_and_type(spark) -> None:
+    event = transaction(items=[line(unit_price="600", quantity=11)], total="6600.01", txid="all")
+    assert set(_anomalies(spark, [event])) == {
+        ("all", "high_value"), ("all", "unusual_quantity"), ("all", "total_mismatch")}
+
+
+def test_user_transactions_carry_what_rapid_fire_needs(spark) -> None:
+    event = transaction(user="u9", txid="t9", total="12.00", items=[line(unit_price="12")])
+    (row,) = user_transactions(_transactions(spark, [event])).collect()
+    assert (row["user_id"], row["transaction_id"], row["amount"]) == ("u9", "t9", Decimal("12.00"))
+
+
+# --- duplicates -------------------------------------------------------------------------------
+
+def test_duplicates_are_counted_once(spark) -> None:
+    event = transaction(items=[line(unit_price="10")])
+    frame = deduplicate(_transactions(spark, [event, event, transaction()]), "10 minutes")
+    assert frame.count() == 2
+
+
+# --- inventory ----------------------------------------------------------------------------------
+
+def test_stock_movements(spark) -> None:
+    sold = units_sold(_transactions(spark, [
+        transaction(items=[line("p1", quantity=2), line("p2", quantity=1)]),
+        transaction(items=[line("p1", quantity=3)]),
+    ]))
+    assert {r["product_id"]: r["units_sold"] for r in sold.collect()} == {"p1": 5, "p2": 1}
+    events = accepted(validate(topic_batch(spark, "inventory_events", [
+        stock("restock", 10), stock("adjustment", -2), stock("adjustment", 1, product="p2")])),
+        "inventory_events")
+    moves = {r["product_id"]: (r["units_restocked"], r["units_adjusted"])
+             for r in stock_movements(events).collect()}
+    assert moves == {"p1": (10, -2), "p2": (0, 1)}
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+def _sessions(spark, events_by_topic):
+    rows = [record(topic, event) for topic, events in events_by_topic.items() for event in events]
+    activity = session_activity(validate(records(spark, rows)))
+    return collect_rows(session_metrics(activity),
+                        ["session_id", "session_start", "session_end", "duration_seconds",
+                         "page_views", "cart_adds", "purchases", "revenue", "converted",
+                         "last_cart_add_at", "purchased_after_last_add", "purchase_times"])
+
+
+def test_a_29_minute_gap_stays_one_session_and_31_splits(spark) -> None:
+    sessions = _sessions(spark, {"product_views": [
+        view("a", at(minutes=0)), view("a", at(minutes=29)),
+        view("b", at(minutes=0)), view("b", at(minutes=31)),
+    ]})
+    by_session: dict[str, list] = {}
+    for row in sessions:
+        by_session.setdefault(row["session_id"], []).append(row)
+    assert len(by_session["s-a"]) == 1
+    assert by_session["s-a"][0]["page_views"] == 2
+    assert by_session["s-a"][0]["duration_seconds"] == 29 * 60
+    assert sorted(r["page_views"] for r in by_session["s-b"]) == [1, 1]
+
+
+def test_session_figures_and_purchase_after_cart(spark) -> None:
+    (row,) = _sessions(spark, {
+        "product_views": [view("c", at(minutes=0))],
+        "cart_events": [cart("add", "c", at(minutes=1)), cart("add", "c", at(minutes=2))],
+        "transactions": [transaction(user="c", time=at(minutes=16, seconds=59),
+                                     items=[line(unit_price="12.34", quantity=2)])],
+    })
+    assert (row["page_views"], row["cart_adds"], row["purchases"]) == (1, 2, 1)
+    assert row["revenue"] == Decimal("24.68") and row["converted"]
+    assert row["purchased_after_last_add"]  # 14 min 59 s after the last add
+    (late,) = _sessions(spark, {
+        "cart_events": [cart("add", "d", at(minutes=0))],
+        "transactions": [transaction(user="d", time=at(minutes=15, seconds=1))],
+    })
+    assert late["converted"] and not late["purchased_after_last_add"]
+
+
+def test_merge_sessions_joins_pieces_across_batches() -> None:
+    def piece(start, end, views=1, adds=0, purchases=()):
+        return {"session_id": "s", "user_id": "u", "session_start": T0 + timedelta(minutes=start),
+                "session_end": T0 + timedelta(minutes=end), "page_views": views,
+                "cart_adds": adds, "cart_removes": 0, "purchases": len(purchases),
+                "revenue": Decimal("0"), "last_cart_add_at":
+                    T0 + timedelta(minutes=start) if adds else None,
+                "purchase_times": [T0 + timedelta(minutes=p) for p in purchases]}
+
+    stored = [piece(0, 10, adds=1), piece(45, 50)]
+    upserts, removed = merge_sessions(stored, [piece(25, 30, purchases=[25])])
+    assert len(upserts) == 1
+    merged = upserts[0]
+    assert (merged["session_start"], merged["session_end"]) == (T0, T0 + timedelta(minutes=50))
+    assert merged["page_views"] == 3 and merged["purchases"] == 1 and merged["converted"]
+    assert not merged["purchased_after_last_add"]  # 25 min after the add
+    assert removed == [("s", T0 + timedelta(minutes=45))]
+    upserts, removed = merge_sessions(stored, [piece(81, 82)])  # 31 min after the last end
+    assert [u["session_start"] for u in upserts] == [T0 + timedelta(minutes=81)]
+    assert removed == []
+
+
+@pytest.mark.parametrize("gap, sessions", [(29, 1), (31, 2)])
+def test_merge_sessions_gap_boundary(gap, sessions) -> None:
+    def piece(minute):
+        t = T0 + timedelta(minutes=minute)
+        return {"session_id": "s", "user_id": "u", "session_start": t, "session_end": t,
+                "page_views": 1, "cart_adds": 0, "cart_removes": 0, "purchases": 0,
+                "revenue": Decimal("0"), "last_cart_add_at": None, "purchase_times": []}
+
+    upserts, _ = merge_sessions([piece(0)], [piece(gap)])
+    total_rows = 1 + len(upserts) - (1 if upserts[0]["session_start"] == T0 else 0)
+    assert total_rows == sessions
