@@ -166,25 +166,16 @@ def progress_line(snapshots: dict[str, QuerySnapshot]) -> str:
     return "stream: " + " | ".join(parts)
 
 
-def run(settings: StreamingSettings, platform: PlatformSettings, available_now: bool = False,
-        echo: Callable[[str], None] = log.info) -> int:
-    """Run the application until SIGINT/SIGTERM (or, with ``available_now``, until every query
-    has processed what was in the topics when it started). Returns the exit status."""
-    from globalmart import db
+def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSettings,
+          stop: threading.Event, available_now: bool = False,
+          echo: Callable[[str], None] = log.info) -> int:
+    """Run every query on ``spark`` until ``stop`` is set (or, with ``available_now``, until
+    each has processed what its topics held when it started), then stop them. Returns the exit
+    status: 0, or 1 when a query failed."""
     from globalmart.kafka import ensure_topics
     from streaming.kafka_source import register_kafka_source
-    from streaming.session import build_spark_session
 
-    db.upgrade(platform.db_url)
     ensure_topics(platform.bootstrap_servers, ALL_TOPICS)
-    stop = threading.Event()
-
-    def request_stop(signum, _frame) -> None:
-        echo(f"stream: {signal.Signals(signum).name} received, stopping the queries")
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    spark = build_spark_session("globalmart-stream", settings.master, settings.shuffle_partitions)
     if settings.source_format == "globalmart_kafka":
         register_kafka_source(spark)
     stats = BatchStats()
@@ -219,8 +210,30 @@ def run(settings: StreamingSettings, platform: PlatformSettings, available_now: 
                 log.warning("stopping %s: %s", query.name, exc)
         spark.streams.removeListener(listener)
         listener.close()
+        wiring.writer.close()
+    echo(f"stream: stopped (status {status})")
+    return status
+
+
+def run(settings: StreamingSettings, platform: PlatformSettings, available_now: bool = False,
+        echo: Callable[[str], None] = log.info) -> int:
+    """The ``globalmart stream`` process: migrate the schema, build the Spark session, serve
+    until SIGINT/SIGTERM (or until caught up with ``available_now``), stop cleanly."""
+    from globalmart import db
+    from streaming.session import build_spark_session
+
+    db.upgrade(platform.db_url)
+    stop = threading.Event()
+
+    def request_stop(signum, _frame) -> None:
+        echo(f"stream: {signal.Signals(signum).name} received, stopping the queries")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    spark = build_spark_session("globalmart-stream", settings.master, settings.shuffle_partitions)
+    try:
+        return serve(spark, settings, platform, stop, available_now, echo)
+    finally:
         spark.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    echo(f"stream: stopped (status {status})")
-    return status

@@ -93,8 +93,8 @@ class TopicWriter:
     def __init__(self, bootstrap_servers: str, timeout: float = 30.0) -> None:
         from confluent_kafka import Producer
 
-        self._producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 5,
-                                   "enable.idempotence": False, "acks": "all"})
+        self._producer: Any = Producer({"bootstrap.servers": bootstrap_servers,
+                                        "linger.ms": 5, "acks": "all"})
         self._timeout = timeout
         self._failures: list[str] = []
         self._lock = threading.Lock()
@@ -103,9 +103,18 @@ class TopicWriter:
         if err is not None:
             self._failures.append(f"{message.topic()}: {err}")
 
+    def close(self) -> None:
+        """Flush what is pending and release the producer."""
+        with self._lock:
+            if self._producer is not None:
+                self._producer.flush(self._timeout)
+                self._producer = None
+
     def send_all(self, topic: str, messages: Iterable[tuple[str, str]]) -> int:
         """Produce ``(key, value)`` messages to ``topic`` and wait until all are delivered."""
         with self._lock:
+            if self._producer is None:
+                raise RuntimeError("the topic writer is closed")
             self._failures.clear()
             count = 0
             for key, value in messages:
