@@ -1,0 +1,159 @@
+"""Each asset check fails on a table broken on purpose (and passes on the intact one).
+
+The built database is cloned (``CREATE DATABASE ... TEMPLATE``) for every case, so the cases
+never see each other's damage; the clones are dropped at the end."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import dagster as dg
+import psycopg
+import pytest
+from psycopg import sql
+
+from globalmart_dagster.definitions import build_definitions
+from globalmart_dagster.defs.checks import ALL_CHECKS
+from tests.dagster.conftest import Built, make_resources
+
+pytestmark = pytest.mark.slow
+
+ONE_ROW = "(SELECT ctid FROM {t} LIMIT 1)"
+
+
+def _one(table: str) -> str:
+    return ONE_ROW.format(t=table)
+
+
+# case id: (SQL that breaks the table, asset, check that must fail)
+CASES: dict[str, tuple[list[str], str, str]] = {
+    "fact_sales duplicate line": (
+        ["INSERT INTO warehouse.fact_sales SELECT * FROM warehouse.fact_sales LIMIT 1"],
+        "warehouse/fact_sales", "unique_keys"),
+    "fact_sales null key": (
+        ["ALTER TABLE warehouse.fact_sales ALTER COLUMN line_number DROP NOT NULL",
+         "UPDATE warehouse.fact_sales SET line_number = NULL "
+         f"WHERE ctid = {_one('warehouse.fact_sales')}"],
+        "warehouse/fact_sales", "no_null_keys"),
+    "fact_sales unknown product": (
+        ["UPDATE warehouse.fact_sales SET product_id = 'no-such-product' "
+         f"WHERE ctid = {_one('warehouse.fact_sales')}"],
+        "warehouse/fact_sales", "foreign_keys_exist"),
+    "fact_sales unknown date": (
+        ["UPDATE warehouse.fact_sales SET date_key = 19000101 "
+         f"WHERE ctid = {_one('warehouse.fact_sales')}"],
+        "warehouse/fact_sales", "foreign_keys_exist"),
+    "stream revenue off": (
+        ["UPDATE public.sales_metrics SET total_amount = total_amount + 1000 "
+         f"WHERE ctid = {_one('public.sales_metrics')}"],
+        "warehouse/fact_sales", "revenue_reconciles_with_stream"),
+    "fact_sessions duplicate": (
+        ["INSERT INTO warehouse.fact_sessions SELECT * FROM warehouse.fact_sessions LIMIT 1"],
+        "warehouse/fact_sessions", "unique_keys"),
+    "fact_sessions null key": (
+        ["ALTER TABLE warehouse.fact_sessions ALTER COLUMN session_id DROP NOT NULL",
+         "UPDATE warehouse.fact_sessions SET session_id = NULL "
+         f"WHERE ctid = {_one('warehouse.fact_sessions')}"],
+        "warehouse/fact_sessions", "no_null_keys"),
+    "fact_sessions unknown customer": (
+        ["UPDATE warehouse.fact_sessions SET customer_key = -1 "
+         f"WHERE ctid = {_one('warehouse.fact_sessions')}"],
+        "warehouse/fact_sessions", "foreign_keys_exist"),
+    "dim_date duplicate": (
+        ["ALTER TABLE warehouse.dim_date DROP CONSTRAINT dim_date_pkey",
+         "ALTER TABLE warehouse.dim_date DROP CONSTRAINT dim_date_full_date_key",
+         "INSERT INTO warehouse.dim_date SELECT * FROM warehouse.dim_date LIMIT 1"],
+        "warehouse/dim_date", "unique_keys"),
+    "dim_date null key": (
+        ["ALTER TABLE warehouse.dim_date DROP CONSTRAINT dim_date_pkey",
+         "ALTER TABLE warehouse.dim_date ALTER COLUMN date_key DROP NOT NULL",
+         f"UPDATE warehouse.dim_date SET date_key = NULL WHERE ctid = {_one('warehouse.dim_date')}"],
+        "warehouse/dim_date", "no_null_keys"),
+    "dim_customer duplicate key": (
+        ["ALTER TABLE warehouse.dim_customer DROP CONSTRAINT dim_customer_pkey",
+         "ALTER TABLE warehouse.dim_customer DROP CONSTRAINT dim_customer_version_uq",
+         "DROP INDEX warehouse.dim_customer_current_uq",
+         "INSERT INTO warehouse.dim_customer OVERRIDING SYSTEM VALUE "
+         "SELECT * FROM warehouse.dim_customer LIMIT 1"],
+        "warehouse/dim_customer", "unique_keys"),
+    "dim_customer two current versions": (
+        ["DROP INDEX warehouse.dim_customer_current_uq",
+         "INSERT INTO warehouse.dim_customer (user_id, valid_from) "
+         "SELECT user_id, now() FROM warehouse.dim_customer LIMIT 1"],
+        "warehouse/dim_customer", "one_current_version"),
+    "dim_product duplicate": (
+        ["ALTER TABLE warehouse.dim_product DROP CONSTRAINT dim_product_pkey",
+         "INSERT INTO warehouse.dim_product SELECT * FROM warehouse.dim_product LIMIT 1"],
+        "warehouse/dim_product", "unique_keys"),
+    "dim_product null key": (
+        ["ALTER TABLE warehouse.dim_product DROP CONSTRAINT dim_product_pkey",
+         "ALTER TABLE warehouse.dim_product ALTER COLUMN product_id DROP NOT NULL",
+         "UPDATE warehouse.dim_product SET product_id = NULL "
+         f"WHERE ctid = {_one('warehouse.dim_product')}"],
+        "warehouse/dim_product", "no_null_keys"),
+    "dim_location duplicate": (
+        ["ALTER TABLE warehouse.dim_location DROP CONSTRAINT dim_location_pkey",
+         "ALTER TABLE warehouse.dim_location DROP CONSTRAINT dim_location_uq",
+         "INSERT INTO warehouse.dim_location OVERRIDING SYSTEM VALUE "
+         "SELECT * FROM warehouse.dim_location LIMIT 1"],
+        "warehouse/dim_location", "unique_keys"),
+    "rfm unknown segment": (
+        ["UPDATE marts.customer_rfm_analysis SET rfm_segment = 'VIP' "
+         f"WHERE ctid = {_one('marts.customer_rfm_analysis')}"],
+        "marts/customer_rfm_analysis", "one_segment_per_customer"),
+    "rfm customer twice": (
+        ["ALTER TABLE marts.customer_rfm_analysis DROP CONSTRAINT customer_rfm_analysis_pkey",
+         "INSERT INTO marts.customer_rfm_analysis "
+         "SELECT * FROM marts.customer_rfm_analysis LIMIT 1"],
+        "marts/customer_rfm_analysis", "one_segment_per_customer"),
+}
+
+
+@pytest.fixture(scope="module")
+def clone(built: Built) -> Iterator:
+    """Factory: a copy of the built database (dropped at the end of the module)."""
+    parts = urlsplit(built.url)
+    source = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"{source}_c{uuid.uuid4().hex[:6]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(source)))
+        made.append(name)
+        return urlunsplit(parts._replace(path=f"/{name}"))
+
+    yield make
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in made:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+def run_checks(url: str, built: Built, asset: str) -> dict[str, bool]:
+    """Run every check of ``asset`` on its whole table, as from the asset's Checks tab (a job
+    of checks only has no partitions; the partition-scoped mode runs in the daily job)."""
+    key = dg.AssetKey.from_user_string(asset)
+    defs = build_definitions(make_resources(url, built.lake))
+    checks = [c for c in ALL_CHECKS if key in {k.asset_key for k in c.check_keys}]
+    job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks(*checks))
+    resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("checks_only")
+    result = resolved.execute_in_process(raise_on_error=False)
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()
+            if e.asset_key == key}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_check_fails_on_a_broken_table(case: str, built: Built, clone):
+    statements, asset, check = CASES[case]
+    url = clone()
+    assert run_checks(url, built, asset)[check] is True
+    with psycopg.connect(url) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+    outcome = run_checks(url, built, asset)
+    assert outcome[check] is False, outcome
