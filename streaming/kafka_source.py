@@ -86,6 +86,7 @@ _ARROW_SCHEMA = to_arrow_schema(KAFKA_SCHEMA, timezone="UTC")
 _EARLIEST, _LATEST = -2, -1
 _ROWS_PER_ARROW_BATCH = 20_000
 _PROBE_TIMEOUT_S = 5.0
+_START_WAIT_S = 60.0  # how long a new query waits for the broker to find its start offsets
 # confluent-kafka timestamp types (0 none, 1 create, 2 log append) -> Kafka's ids (-1, 0, 1)
 _TIMESTAMP_TYPE_SHIFT = 1
 
@@ -307,14 +308,22 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def initialOffset(self) -> dict:
         """Offsets of the existing partitions per ``startingOffsets``; topics that do not exist
         yet are read from their start once they appear."""
-        try:
-            partitions = self.probe.partitions_of(self.options.topics)
-            spec = _parse_offset_spec(self.options.starting_offsets, "startingOffsets")
-            offsets = resolve_offsets(spec, partitions, self.probe)
-        except KafkaException as exc:
-            raise KafkaSourceError(
-                f"{SOURCE_NAME}: cannot reach Kafka at {self.options.bootstrap_servers} to "
-                f"find the starting offsets of {list(self.options.topics)}: {exc}") from exc
+        spec = _parse_offset_spec(self.options.starting_offsets, "startingOffsets")
+        deadline = time.monotonic() + _START_WAIT_S
+        while True:
+            try:
+                partitions = self.probe.partitions_of(self.options.topics)
+                offsets = resolve_offsets(spec, partitions, self.probe)
+                break
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise KafkaSourceError(
+                        f"{SOURCE_NAME}: cannot reach Kafka at {self.options.bootstrap_servers} "
+                        f"within {_START_WAIT_S:.0f} s to find the starting offsets of "
+                        f"{list(self.options.topics)}: {exc}") from exc
+                log.warning("%s: Kafka at %s does not answer yet (%s); retrying", SOURCE_NAME,
+                            self.options.bootstrap_servers, exc)
+                time.sleep(1.0)  # back off between connection attempts
         self._warn_missing_topics({t for t, _ in partitions})
         return encode_offsets(offsets)
 
@@ -338,6 +347,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         try:
             present = self.probe.topic_partitions(self.options.topics)
             ends = self.probe.end_offsets((t, p) for t, ps in present.items() for p in ps)
+            moved = self._repositioned(begin, present, ends)
         except KafkaException as exc:
             if self._unreachable_since is None:
                 self._unreachable_since = time.monotonic()
@@ -349,8 +359,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                         self.options.bootstrap_servers, time.monotonic() - self._unreachable_since)
             self._unreachable_since = None
         self._latest = ends
-        end = dict(begin)
-        end.update(self._repositioned(begin, present, ends))
+        end = {**begin, **moved}
         readable = {key: ends[key] - offset for key, offset in begin.items()
                     if key in ends and end[key] == offset and ends[key] > offset}
         if self._target is not None:
@@ -512,18 +521,32 @@ def _consume(consumer: Consumer, options: KafkaSourceOptions, part: KafkaInputPa
     while position < part.end:
         batch = consumer.consume(min(10_000, part.end - position), timeout=0.01)
         if not batch and time.monotonic() > deadline:
-            _range_lost(options, f"{where}: no record at offset {position} within {wait:.0f} s; "
-                                 f"records [{position}, {part.end}) are skipped")
+            log_end = _log_end(options, part)
+            if log_end is None:
+                log.warning("%s: Kafka at %s is unreachable while reading %s at offset %d; "
+                            "waiting for it", SOURCE_NAME, options.bootstrap_servers, where,
+                            position)
+                deadline = time.monotonic() + wait
+                continue
+            if log_end > position:
+                raise KafkaSourceError(
+                    f"{SOURCE_NAME}: no record of {where} at offset {position} arrived within "
+                    f"{wait:.0f} s although the log ends at {log_end} (raise "
+                    "kafkaConsumer.pollTimeoutMs?)")
+            _range_lost(options, f"{where}: the log ends at {log_end} but the batch planned "
+                                 f"records up to {part.end}; records [{position}, {part.end}) "
+                                 "are gone (a broker that lost data?)")
             break
         for message in batch:
             error, offset = message.error(), message.offset() or 0
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("%s: reading %s: %s", SOURCE_NAME, where, error)
-                elif offset <= position and _log_end(options, part) <= position:
+                elif offset <= position and _is_past_log_end(options, part, position):
                     _range_lost(options, f"{where}: the log ends at {offset} but the batch "
                                          f"planned records up to {part.end}; records "
-                                         f"[{position}, {part.end}) are gone")
+                                         f"[{position}, {part.end}) are gone (a broker that "
+                                         "lost data?)")
                     position = part.end
                 continue
             if offset < position:
@@ -545,11 +568,24 @@ def _consume(consumer: Consumer, options: KafkaSourceOptions, part: KafkaInputPa
         yield _arrow_batch(columns, part)
 
 
-def _log_end(options: KafkaSourceOptions, part: KafkaInputPartition) -> int:
-    """The partition's true log end now (a second opinion before declaring records lost)."""
+def _log_end(options: KafkaSourceOptions, part: KafkaInputPartition) -> int | None:
+    """The partition's true log end now, as a second opinion before declaring records lost:
+    0 when the topic or partition no longer exists, None when the broker does not answer."""
+    key = (part.topic, part.partition)
     with LogProbe(options.bootstrap_servers, options.kafka_config, _PROBE_TIMEOUT_S) as probe:
-        return probe.end_offsets([(part.topic, part.partition)]).get(
-            (part.topic, part.partition), 0)
+        try:
+            present = probe.topic_partitions([part.topic])
+        except KafkaException:
+            return None
+        if part.partition not in present.get(part.topic, []):
+            return 0
+        return probe.end_offsets([key]).get(key)
+
+
+def _is_past_log_end(options: KafkaSourceOptions, part: KafkaInputPartition,
+                     position: int) -> bool:
+    log_end = _log_end(options, part)
+    return log_end is not None and log_end <= position
 
 
 def _range_lost(options: KafkaSourceOptions, detail: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -284,6 +285,35 @@ def test_read_range_returns_exactly_the_range_and_gives_up_on_lost_records(broke
     assert sum(b.num_rows for b in beyond) == 10
     assert time.monotonic() - started < 10
     assert any("[2000, 2500)" in r.getMessage() for r in caplog.records)
+
+
+def test_read_range_waits_while_the_broker_is_down_and_skips_only_what_it_lost(
+        broker, tmp_path, caplog):
+    ensure_topics(broker.bootstrap_servers, TOPICS[:1], partitions=1)
+    produce(broker.bootstrap_servers, TOPICS[:1], 500, "r")
+    options = KafkaSourceOptions.parse({"kafka.bootstrap.servers": broker.bootstrap_servers,
+                                        "subscribe": TOPICS[0],
+                                        "kafkaConsumer.pollTimeoutMs": "500"}, stream=True)
+    caplog.set_level(logging.WARNING, logger="streaming.kafka_source")
+    broker.stop()
+    rows: list[int] = []
+    reading = threading.Thread(target=lambda: rows.extend(
+        b.num_rows for b in read_range(options, KafkaInputPartition(TOPICS[0], 0, 0, 500))))
+    reading.start()
+    try:
+        wait_for(lambda: any("unreachable" in r.getMessage() for r in caplog.records),
+                 "the unreachable warning")
+        assert reading.is_alive()  # it waits instead of skipping records it cannot see
+    finally:
+        restarted = EmbeddedBroker(broker.port, tmp_path / "restarted")
+        restarted.start()
+        try:
+            reading.join(DEADLINE_S)
+        finally:
+            restarted.stop()
+    assert not reading.is_alive()
+    assert sum(rows) == 0  # the restarted in-memory broker has no records
+    assert any("[0, 500) are gone" in r.getMessage() for r in caplog.records)
 
 
 # --- through Spark --------------------------------------------------------------------------
