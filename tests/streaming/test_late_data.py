@@ -1,0 +1,61 @@
+"""Late data and duplicates on a real stream (a file stream carrying Kafka-like records, so the
+watermark behaves as in the application): late events within the watermark update their
+window, later ones are dropped, and resends within the watermark count once."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import psycopg
+from pyspark.sql import functions as F
+
+from streaming.notifier import LogNotifier
+from streaming.sinks import BatchStats, Postgres, TransactionsSink
+from streaming.transforms.dedup import deduplicate
+from streaming.transforms.parse import accepted, validate
+from tests.streaming.events import at, line, transaction
+
+SCHEMA = "topic string, partition int, offset long, timestamp timestamp, value string"
+
+
+def test_late_events_within_the_watermark_update_their_window(spark, make_database,
+                                                             tmp_path) -> None:
+    db = make_database()
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    offset = iter(range(1_000))
+
+    def drop(name: str, events: list[dict]) -> None:
+        lines = [json.dumps({"topic": "transactions", "partition": 0, "offset": next(offset),
+                             "timestamp": at(), "value": json.dumps(e)}) for e in events]
+        (inbox / f"{name}.json").write_text("\n".join(lines) + "\n")
+
+    def tx(time: str, price: str) -> dict:
+        return transaction(items=[line("p1", "Books", 1, price)], time=time)
+
+    records = (spark.readStream.schema(SCHEMA).json(str(inbox))
+               .withColumn("value", F.col("value").cast("binary")))
+    events = deduplicate(accepted(validate(records), "transactions"), "10 minutes")
+    sink = TransactionsSink("transactions", Postgres(db), None, LogNotifier(), BatchStats(),
+                            timedelta(minutes=10), 0.8)
+    query = (events.writeStream.foreachBatch(sink)
+             .option("checkpointLocation", str(tmp_path / "checkpoint")).start())
+    try:
+        first = tx(at(minutes=0, seconds=10), "1.00")
+        drop("a", [first, tx(at(minutes=20), "2.00")])
+        query.processAllAvailable()
+        # watermark now 12:10: 12:15 is late but within it, 12:05 is too late,
+        # and the resend of the first event is a duplicate
+        drop("b", [tx(at(minutes=15), "4.00"), tx(at(minutes=5), "8.00"), first])
+        query.processAllAvailable()
+        drop("c", [tx(at(minutes=15, seconds=30), "16.00")])
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT to_char(window_start, 'HH24:MI'), total_amount, "
+                            "transaction_count FROM sales_metrics ORDER BY 1").fetchall()
+    assert rows == [("12:00", Decimal("1.00"), 1), ("12:15", Decimal("20.00"), 2),
+                    ("12:20", Decimal("2.00"), 1)]
