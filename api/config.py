@@ -35,7 +35,7 @@ class ApiSettings(BaseSettings):
     mart_cache_ttl_seconds: float = Field(default=60.0, ge=0, description="TTL of mart answers.")
     cache_prefix: str = Field(default="globalmart:api:", description="Prefix of the cache keys.")
     redis_timeout_seconds: float = Field(
-        default=0.1, gt=0, description="Socket timeout of cache calls: a dead Redis costs this."
+        default=0.25, gt=0, description="Socket timeout of cache calls: a dead Redis costs this."
     )
     redis_retry_seconds: float = Field(
         default=5.0, ge=0, description="After a Redis failure, skip the cache for this long."
