@@ -398,7 +398,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         for topic, partitions in lost.items():
             self._data_lost(topic, {p: begin[(topic, p)] for p in partitions},
                             {p: ends[(topic, p)] for p in partitions},
-                            {p: moved.get((topic, p)) for p in partitions})
+                            {p: moved.get((topic, p)) for p in partitions},
+                            recreated=topic in self._gone)
         self._gone -= set(present)
         return moved
 
@@ -425,11 +426,13 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                             self.options.bootstrap_servers)
 
     def _data_lost(self, topic: str, checkpointed: dict[int, int], log_ends: dict[int, int],
-                   restart_at: dict[int, int | None]) -> None:
+                   restart_at: dict[int, int | None], recreated: bool) -> None:
+        cause = ("the topic was recreated after it had gone" if recreated
+                 else f"the log ends {log_ends} are before the checkpointed offsets")
         message = (f"{SOURCE_NAME}: topic {topic!r} partitions {sorted(checkpointed)} on "
-                   f"{self.options.bootstrap_servers}: the checkpointed offsets {checkpointed} "
-                   f"are past the log ends {log_ends} or the topic was recreated: the broker lost "
-                   f"data (an in-memory broker restarted?)")
+                   f"{self.options.bootstrap_servers}: {cause}; the broker lost the records "
+                   f"from the checkpointed offsets {checkpointed} on (an in-memory broker "
+                   "restarted?)")
         if self.options.fail_on_data_loss:
             raise KafkaSourceError(message + "; failing because failOnDataLoss is true")
         self.probe.forget((topic, p) for p in checkpointed)

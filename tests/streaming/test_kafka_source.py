@@ -265,6 +265,26 @@ def test_reader_warns_and_rewinds_when_the_broker_loses_its_data(broker, tmp_pat
         reader.stop()
 
 
+def test_fail_on_data_loss_turns_the_loss_into_an_error(broker, tmp_path):
+    ensure_topics(broker.bootstrap_servers, TOPICS)
+    produce(broker.bootstrap_servers, TOPICS, 600, "before")
+    reader = _reader(broker.bootstrap_servers, startingOffsets="earliest", failOnDataLoss="true")
+    try:
+        start = reader.initialOffset()
+        end = reader.latestOffset(start, reader.getDefaultReadLimit())
+        broker.stop()
+        restarted = EmbeddedBroker(broker.port, tmp_path / "restarted")
+        restarted.start()
+        try:
+            ensure_topics(restarted.bootstrap_servers, TOPICS)
+            with pytest.raises(KafkaSourceError, match="failOnDataLoss is true"):
+                reader.latestOffset(end, reader.getDefaultReadLimit())
+        finally:
+            restarted.stop()
+    finally:
+        reader.stop()
+
+
 def test_read_range_returns_exactly_the_range_and_gives_up_on_lost_records(broker, caplog):
     ensure_topics(broker.bootstrap_servers, TOPICS[:1], partitions=1)
     records = produce(broker.bootstrap_servers, TOPICS[:1], 2000, "r")
