@@ -69,7 +69,8 @@ CASES: dict[str, tuple[list[str], str, str]] = {
     "dim_date null key": (
         ["ALTER TABLE warehouse.dim_date DROP CONSTRAINT dim_date_pkey",
          "ALTER TABLE warehouse.dim_date ALTER COLUMN date_key DROP NOT NULL",
-         f"UPDATE warehouse.dim_date SET date_key = NULL WHERE ctid = {_one('warehouse.dim_date')}"],
+         "UPDATE warehouse.dim_date SET date_key = NULL "
+         f"WHERE ctid = {_one('warehouse.dim_date')}"],
         "warehouse/dim_date", "no_null_keys"),
     "dim_customer duplicate key": (
         ["ALTER TABLE warehouse.dim_customer DROP CONSTRAINT dim_customer_pkey",

@@ -1,0 +1,172 @@
+"""The Kafka sensor in each cursor state, against the real broker fixture, real PostgreSQL and a
+tmp lake: no data, a new day complete, a day still open, catching up, and a broker that lost
+its topics."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from confluent_kafka import Producer
+
+from globalmart.embedded import EmbeddedBroker
+from globalmart.kafka import ensure_topics
+from globalmart_dagster.constants import RAW_TOPICS
+from globalmart_dagster.definitions import build_definitions
+from globalmart_dagster.defs.sensors import SensorCursor, kafka_sensor
+from tests.dagster.conftest import DAY, make_resources
+from tests.dagster.dataset import build_day, write_raw_layer
+
+MIDNIGHT = datetime.combine(DAY + timedelta(days=1), time(), tzinfo=UTC)
+
+
+class Scene:
+    """Database, lake and broker of one test, and a way to tick the sensor."""
+
+    def __init__(self, url: str, lake: Path, broker: EmbeddedBroker) -> None:
+        self.url = url
+        self.lake = lake
+        self.broker = broker
+        self.batch = 0
+
+    def produce(self, topic: str, count: int) -> None:
+        ensure_topics(self.broker.bootstrap_servers, list(RAW_TOPICS))
+        producer = Producer({"bootstrap.servers": self.broker.bootstrap_servers})
+        for n in range(count):
+            producer.produce(topic, key=f"k{n}".encode(), value=b"{}")
+        assert producer.flush(15) == 0
+
+    def stream_progress(self, max_event_time: datetime, topic: str = "transactions",
+                        lag: int = 7) -> None:
+        """A micro-batch of the streaming app as its metrics listener records it."""
+        self.batch += 1
+        with psycopg.connect(self.url) as conn:
+            conn.execute(
+                "INSERT INTO public.pipeline_metrics (query_name, batch_id, topic, processed_at, "
+                "input_rows, input_rows_per_second, processed_rows_per_second, "
+                "batch_duration_ms, lag_records, rows_written, max_event_time) "
+                "VALUES ('raw_transactions', %s, %s, now(), 10, 5.0, 12.5, 800, %s, 10, %s)",
+                (self.batch, topic, lag, max_event_time))
+
+    def tick(self, cursor: str | None) -> dg.SensorResult:
+        resources = make_resources(self.url, self.lake, self.broker.bootstrap_servers)
+        defs = build_definitions(resources)
+        with dg.build_sensor_context(cursor=cursor, definitions=defs, resources=resources,
+                                     sensor_name="kafka_sensor",
+                                     instance=dg.DagsterInstance.ephemeral()) as context:
+            return kafka_sensor.evaluate_tick(context)
+
+
+@pytest.fixture
+def scene(make_database, tmp_path: Path, broker: EmbeddedBroker) -> Scene:
+    return Scene(make_database(), tmp_path / "lake", broker)
+
+
+def with_raw_days(scene: Scene, *days: date) -> None:
+    for day in days:
+        write_raw_layer(scene.lake, build_day(day, transactions=5, users=5, products=4))
+
+
+def requested(result) -> list[tuple[str, str]]:
+    return [(r.partition_key, r.run_key) for r in result.run_requests or []]
+
+
+def observations(result, **where) -> list[dg.AssetObservation]:
+    return [e for e in result.asset_events if isinstance(e, dg.AssetObservation)
+            and all(getattr(e, k) == v for k, v in where.items())]
+
+
+def test_no_data_requests_nothing_and_keeps_the_initial_cursor(scene: Scene):
+    result = scene.tick(None)
+    assert requested(result) == []
+    assert SensorCursor.parse(result.cursor).next_day is None
+    assert observations(result) == []
+
+
+def test_new_day_complete_is_requested_once(scene: Scene):
+    with_raw_days(scene, DAY)
+    scene.produce("transactions", 25)
+    scene.stream_progress(MIDNIGHT + timedelta(minutes=10))
+    first = scene.tick(None)
+    assert requested(first) == [(DAY.isoformat(), f"daily_warehouse_job:{DAY.isoformat()}")]
+    cursor = SensorCursor.parse(first.cursor)
+    assert cursor.next_day == DAY + timedelta(days=1)
+    assert cursor.offsets["transactions"] == 25
+    topic_obs = observations(first, asset_key=dg.AssetKey(["raw", "transactions"]), partition=None)
+    assert topic_obs[0].metadata["end_offset"].value == 25
+    assert topic_obs[0].metadata["lag_records"].value == 7
+    assert topic_obs[0].metadata["processed_rows_per_second"].value == 12.5
+    day_obs = observations(first, partition=DAY.isoformat())
+    assert {o.asset_key.path[-1] for o in day_obs} == set(RAW_TOPICS)
+    assert all(o.metadata["files"].value == 1 for o in day_obs)
+
+    scene.produce("transactions", 15)
+    second = scene.tick(first.cursor)
+    assert requested(second) == []  # never twice
+    assert SensorCursor.parse(second.cursor).next_day == DAY + timedelta(days=1)
+    throughput = observations(second, asset_key=dg.AssetKey(["raw", "transactions"]))[0]
+    assert throughput.metadata["produced_since_last_tick"].value == 15
+    assert throughput.metadata["produced_per_second"].value > 0
+
+
+def test_day_still_open_is_not_requested(scene: Scene):
+    with_raw_days(scene, DAY)
+    scene.stream_progress(datetime.combine(DAY, time(15), tzinfo=UTC))
+    result = scene.tick(None)
+    assert requested(result) == []
+    assert SensorCursor.parse(result.cursor).next_day is None
+    # past midnight but within the grace delay (5 minutes): still open
+    scene.stream_progress(MIDNIGHT + timedelta(minutes=2))
+    cursor = SensorCursor(next_day=DAY).dump()
+    result = scene.tick(cursor)
+    assert requested(result) == []
+    assert SensorCursor.parse(result.cursor).next_day == DAY
+
+
+def test_catching_up_requests_each_missing_day_in_order(scene: Scene, monkeypatch):
+    monkeypatch.setenv("GLOBALMART_DAGSTER_MAX_DAYS_PER_TICK", "2")
+    start = DAY - timedelta(days=2)
+    with_raw_days(scene, start, DAY - timedelta(days=1), DAY)
+    scene.stream_progress(MIDNIGHT + timedelta(hours=1))
+    first = scene.tick(None)  # initial cursor: starts at the first day in the raw layer
+    second = scene.tick(first.cursor)
+    third = scene.tick(second.cursor)
+    days = [p for r in (first, second, third) for p, _ in requested(r)]
+    assert days == [(start + timedelta(days=n)).isoformat() for n in range(3)]
+    assert len({k for r in (first, second) for _, k in requested(r)}) == 3
+    assert SensorCursor.parse(third.cursor).next_day == DAY + timedelta(days=1)
+
+
+def test_broker_that_lost_its_topics_is_reported_and_days_stay_requested(
+        scene: Scene, tmp_path: Path):
+    with_raw_days(scene, DAY)
+    scene.produce("transactions", 30)
+    scene.stream_progress(MIDNIGHT + timedelta(minutes=30))
+    before = scene.tick(None)
+    assert len(requested(before)) == 1
+
+    scene.broker.stop()  # the embedded broker keeps topics in memory: a restart empties them
+    restarted = EmbeddedBroker(scene.broker.port, tmp_path / "restarted")
+    restarted.start()
+    try:
+        scene.broker = restarted
+        scene.produce("transactions", 4)
+        after = scene.tick(before.cursor)
+    finally:
+        restarted.stop()
+    assert requested(after) == []
+    obs = observations(after, asset_key=dg.AssetKey(["raw", "transactions"]))[0]
+    assert obs.metadata["topic_reset"].value is True
+    assert obs.metadata["end_offset"].value == 4
+    cursor = SensorCursor.parse(after.cursor)
+    assert cursor.next_day == DAY + timedelta(days=1) and cursor.offsets["transactions"] == 4
+
+
+def test_cursor_round_trips_through_json():
+    cursor = SensorCursor(next_day=DAY, offsets={"transactions": 3}, observed_at=1.5)
+    assert SensorCursor.parse(cursor.dump()) == cursor
+    assert json.loads(cursor.dump())["next_day"] == DAY.isoformat()
