@@ -54,6 +54,11 @@ class ApiSettings(BaseSettings):
         default=30, ge=1, le=1440,
         description="A user is active when a session of theirs saw activity this recently.",
     )
+    dagster_database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL storage of the Dagster instance: when set, a mart's data_as_of "
+        "is its last materialization; otherwise the end of its latest analysed day.",
+    )
     access_log: bool = Field(default=False, description="Log every request (uvicorn).")
 
     @field_validator("cors_origins", mode="before")

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from api.cache import ResponseCache, cache_key
 from api.config import ApiSettings
+from api.materializations import Materializations
 from api.security import KeyChecker
 
 _api_key_header = APIKeyHeader(
@@ -29,6 +30,14 @@ def get_settings(request: Request) -> ApiSettings:
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+
+
+def get_materializations(request: Request) -> Materializations:
+    """Last Dagster materialization of each mart."""
+    return request.app.state.materializations
+
+
+MaterializationsDep = Annotated[Materializations, Depends(get_materializations)]
 
 
 async def require_api_key(
@@ -52,9 +61,13 @@ class Responder:
         self._cache: ResponseCache = state.cache
         self._pool = state.pool
         self._settings: ApiSettings = state.settings
+        self._materializations: Materializations = state.materializations
 
-    async def respond(self, build: Build, *, mart: bool = False) -> Response:
-        """The JSON answer of ``build``; cached under the full query for a short TTL."""
+    async def respond(self, build: Build, *, mart: str | None = None) -> Response:
+        """The JSON answer of ``build``; cached under the full query for a short TTL.
+
+        ``mart`` names the mart table the answer comes from: its ``data_as_of`` is then the
+        mart's last Dagster materialization when that is known."""
         key = cache_key(self._cache.prefix, self._request.url.path,
                         self._request.query_params.multi_items())
         body = await self._cache.get(key)
@@ -62,6 +75,8 @@ class Responder:
             return Response(body, media_type="application/json", headers={"X-Cache": "hit"})
         async with self._pool.connection() as conn:
             model = await build(conn)
+        if mart and (materialized := await self._materializations.last(mart)):
+            model = model.model_copy(update={"data_as_of": materialized})
         body = model.model_dump_json().encode()
         ttl = self._settings.mart_cache_ttl_seconds if mart else self._settings.cache_ttl_seconds
         await self._cache.set(key, body, ttl)

@@ -22,6 +22,8 @@ from api.cache import ResponseCache
 from api.config import ApiSettings
 from api.dashboard.routes import router as dashboard_router
 from api.health import Readiness
+from api.materializations import Materializations
+from api.queries.freshness import MARTS
 from api.router import api_router
 from api.routes import health
 from api.security import KeyChecker
@@ -67,6 +69,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.cache = cache
         app.state.key_checker = KeyChecker(pool, settings.key_cache_seconds)
         app.state.readiness = Readiness(pool, cache, settings.bootstrap_servers)
+        app.state.materializations = Materializations(settings.dagster_database_url,
+                                                      list(MARTS))
         try:
             yield
         finally:

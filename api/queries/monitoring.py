@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
 
+from api.materializations import Materializations
 from api.queries.freshness import MARTS, REALTIME, as_of, table_state
 from api.queries.periods import today_start
 from api.schemas import (
@@ -114,8 +115,10 @@ async def dashboard(conn: AsyncConnection, active_minutes: int) -> DashboardMetr
     )
 
 
-async def pipeline(conn: AsyncConnection, window_minutes: int) -> PipelineHealth:
-    """Ingestion per topic, streaming query batches and freshness of every table."""
+async def pipeline(conn: AsyncConnection, window_minutes: int,
+                   materializations: Materializations) -> PipelineHealth:
+    """Ingestion per topic, streaming query batches and freshness of every table (a mart's
+    is its last Dagster materialization when known)."""
     now = datetime.now(UTC)
     params = {"since": now - timedelta(minutes=window_minutes)}
     seconds = window_minutes * 60.0
@@ -136,6 +139,8 @@ async def pipeline(conn: AsyncConnection, window_minutes: int) -> PipelineHealth
     for kind, names in (("realtime", REALTIME), ("mart", MARTS)):
         for name in names:
             fresh, rows = await table_state(conn, name)
+            if kind == "mart":
+                fresh = await materializations.last(name) or fresh
             tables.append(TableFreshness(
                 table=name, kind=kind, data_as_of=fresh, rows=rows,  # type: ignore[arg-type]
                 age_seconds=round((now - fresh).total_seconds(), 1) if fresh else None,

@@ -12,6 +12,8 @@ from api.queries import marts
 from api.routes.params import Limit, Offset
 from api.schemas import CustomerSegmentsPage, Segment, SegmentDistribution
 
+MART = "marts.customer_rfm_analysis"
+
 router = APIRouter(prefix="/customers", tags=["customers"])
 
 
@@ -31,7 +33,7 @@ async def read_customer_segments(
     """
     return await responder.respond(
         lambda conn: marts.segments(conn, segment=segment, limit=limit, offset=offset),
-        mart=True)
+        mart=MART)
 
 
 @router.get("/segments/distribution", response_model=SegmentDistribution,
@@ -41,4 +43,4 @@ async def read_segment_distribution(responder: ResponderDep) -> Response:
 
     Example: `GET /api/v1/customers/segments/distribution`
     """
-    return await responder.respond(marts.segment_distribution, mart=True)
+    return await responder.respond(marts.segment_distribution, mart=MART)

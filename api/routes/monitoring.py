@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import ResponderDep, SettingsDep
+from api.deps import MaterializationsDep, ResponderDep, SettingsDep
 from api.queries import monitoring
 from api.routes.params import Hours, Limit
 from api.schemas import AnomaliesPage, DashboardMetrics, PipelineHealth
@@ -39,6 +39,7 @@ async def read_dashboard(responder: ResponderDep, settings: SettingsDep) -> Resp
 @router.get("/pipeline", response_model=PipelineHealth, summary="Pipeline health")
 async def read_pipeline(
     responder: ResponderDep,
+    materializations: MaterializationsDep,
     window_minutes: Annotated[int, Query(ge=1, le=1440,
                                          description="Window of rates and batches.")] = 5,
 ) -> Response:
@@ -47,4 +48,5 @@ async def read_pipeline(
 
     Example: `GET /api/v1/monitoring/pipeline?window_minutes=15`
     """
-    return await responder.respond(lambda conn: monitoring.pipeline(conn, window_minutes))
+    return await responder.respond(
+        lambda conn: monitoring.pipeline(conn, window_minutes, materializations))

@@ -12,6 +12,8 @@ from api.queries import marts
 from api.routes.params import Category, Limit, Offset
 from api.schemas import ProductPerformancePage, ProductSort, TopPerformers
 
+MART = "marts.product_performance"
+
 router = APIRouter(prefix="/products", tags=["products"])
 
 
@@ -32,7 +34,7 @@ async def read_product_performance(
     return await responder.respond(
         lambda conn: marts.products(conn, category=category, sort_by=sort_by, limit=limit,
                                     offset=offset),
-        mart=True)
+        mart=MART)
 
 
 @router.get("/top-performers", response_model=TopPerformers, summary="Top products by revenue")
@@ -44,4 +46,4 @@ async def read_top_performers(
 
     Example: `GET /api/v1/products/top-performers?top_n=5`
     """
-    return await responder.respond(lambda conn: marts.top_performers(conn, top_n), mart=True)
+    return await responder.respond(lambda conn: marts.top_performers(conn, top_n), mart=MART)

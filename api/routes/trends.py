@@ -11,6 +11,8 @@ from api.deps import ResponderDep
 from api.queries import marts
 from api.schemas import SalesTrends, TrendType
 
+MART = "marts.sales_trends"
+
 router = APIRouter(prefix="/trends", tags=["trends"])
 
 
@@ -26,4 +28,4 @@ async def read_sales_trends(
     Example: `GET /api/v1/trends/sales?trend_type=weekly&limit=12`
     """
     return await responder.respond(lambda conn: marts.trends(conn, trend_type, limit),
-                                   mart=True)
+                                   mart=MART)
