@@ -50,6 +50,8 @@ from streaming.transforms.sessions import SESSION_TOPICS, session_activity
 
 log = logging.getLogger(__name__)
 
+# Python workers of a busy machine can take longer than the default 15 s to connect back.
+SPARK_CONF = {"spark.python.authenticate.socketTimeout": "120s"}
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -143,18 +145,15 @@ def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
     return queries
 
 
-def start_queries(w: Wiring, available_now: bool) -> list[StreamingQuery]:
-    """Start every query with the configured trigger (or available-now)."""
-    started = []
-    for name, build in define_queries(w).items():
-        writer = build()
-        if available_now:
-            writer = writer.trigger(availableNow=True)
-        else:
-            writer = writer.trigger(processingTime=w.settings.trigger_interval)
-        started.append(writer.start())
-        log.info("started query %s", name)
-    return started
+def start_query(w: Wiring, build: Callable[[], DataStreamWriter],
+                available_now: bool) -> StreamingQuery:
+    """Start one query with the configured trigger (or available-now)."""
+    writer = build()
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=w.settings.trigger_interval)
+    return writer.start()
 
 
 def progress_line(snapshots: dict[str, QuerySnapshot]) -> str:
@@ -170,8 +169,9 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
           stop: threading.Event, available_now: bool = False,
           echo: Callable[[str], None] = log.info) -> int:
     """Run every query on ``spark`` until ``stop`` is set (or, with ``available_now``, until
-    each has processed what its topics held when it started), then stop them. Returns the exit
-    status: 0, or 1 when a query failed."""
+    each has processed what its topics held when it started), then stop them. A failed query
+    is restarted from its checkpoint (its sinks are idempotent) up to ``max_query_restarts``
+    times. Returns the exit status: 0, or 1 when a query kept failing."""
     from globalmart.kafka import ensure_topics
     from streaming.kafka_source import register_kafka_source
 
@@ -182,20 +182,32 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
     listener = PipelineMetricsListener(platform.db_url, platform.bootstrap_servers, stats.pop)
     spark.streams.addListener(listener)
     wiring = Wiring(spark, settings, platform, stats, TopicWriter(platform.bootstrap_servers))
-    queries: list[StreamingQuery] = []
+    builders = define_queries(wiring)
+    running: dict[str, StreamingQuery] = {}
+    restarts: dict[str, int] = dict.fromkeys(builders, 0)
     status = 0
     try:
-        queries = start_queries(wiring, available_now)
-        echo(f"stream: {len(queries)} queries running, checkpoints under {wiring.checkpoints}")
+        for name, build in builders.items():
+            running[name] = start_query(wiring, build, available_now)
+        echo(f"stream: {len(running)} queries running, checkpoints under {wiring.checkpoints}")
         next_line = time.monotonic() + settings.progress_interval_seconds
         while not stop.is_set():
-            failed = [q for q in queries if not q.isActive and q.exception() is not None]
-            if failed:
-                for query in failed:
-                    echo(f"stream: query {query.name} failed: {query.exception()}")
-                status = 1
+            for name, query in list(running.items()):
+                if query.isActive or query.exception() is None:
+                    continue
+                restarts[name] += 1
+                if restarts[name] > settings.max_query_restarts:
+                    echo(f"stream: query {name} failed {restarts[name]} times, giving up: "
+                         f"{query.exception()}")
+                    status = 1
+                    stop.set()
+                    break
+                echo(f"stream: query {name} failed, restarting it from its checkpoint "
+                     f"({restarts[name]}/{settings.max_query_restarts}): {query.exception()}")
+                running[name] = start_query(wiring, builders[name], available_now)
+            if stop.is_set():
                 break
-            if available_now and not any(q.isActive for q in queries):
+            if available_now and not any(q.isActive for q in running.values()):
                 echo("stream: caught up")
                 break
             if time.monotonic() >= next_line:
@@ -203,7 +215,7 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
                 next_line += settings.progress_interval_seconds
             stop.wait(0.2)
     finally:
-        for query in queries:
+        for query in running.values():
             try:
                 query.stop()
             except Exception as exc:  # noqa: BLE001 - stop the others anyway
@@ -230,7 +242,8 @@ def run(settings: StreamingSettings, platform: PlatformSettings, available_now: 
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    spark = build_spark_session("globalmart-stream", settings.master, settings.shuffle_partitions)
+    spark = build_spark_session("globalmart-stream", settings.master, settings.shuffle_partitions,
+                                extra_conf=SPARK_CONF)
     try:
         return serve(spark, settings, platform, stop, available_now, echo)
     finally:

@@ -38,6 +38,8 @@ class StreamingSettings(BaseSettings):
         default=0.8, ge=0, le=1, description="Anomalies scoring at least this raise an alert.")
     alert_webhook_url: str | None = Field(
         default=None, description="POST every alert as JSON to this URL (unset: log only).")
+    max_query_restarts: int = Field(
+        default=3, ge=0, description="How often a failed query is restarted before giving up.")
     progress_interval_seconds: float = Field(default=10.0, gt=0,
                                              description="How often a progress line is printed.")
 
