@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
-from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from api.cache import ResponseCache, cache_key
 from api.config import ApiSettings
 from api.materializations import Materializations
+from api.queries import Conn
 from api.security import KeyChecker
 
 _api_key_header = APIKeyHeader(
@@ -21,7 +22,7 @@ _api_key_header = APIKeyHeader(
     description="A key from `globalmart apikey create NAME`.",
 )
 
-Build = Callable[[AsyncConnection], Awaitable[BaseModel]]
+Build = Callable[[Conn], Awaitable[BaseModel]]
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -59,7 +60,7 @@ class Responder:
         self._request = request
         state = request.app.state
         self._cache: ResponseCache = state.cache
-        self._pool = state.pool
+        self._pool: AsyncConnectionPool[Conn] = state.pool
         self._settings: ApiSettings = state.settings
         self._materializations: Materializations = state.materializations
 

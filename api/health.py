@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient
 from psycopg_pool import AsyncConnectionPool
 
 from api.cache import ResponseCache
+from api.queries import Conn
 from api.schemas import Check
 
 CHECK_TIMEOUT_S = 2.0
@@ -34,7 +35,7 @@ def _ms(started: float) -> float:
 class Readiness:
     """Probes each dependency."""
 
-    def __init__(self, pool: AsyncConnectionPool, cache: ResponseCache,
+    def __init__(self, pool: AsyncConnectionPool[Conn], cache: ResponseCache,
                  bootstrap_servers: str) -> None:
         self._pool = pool
         self._cache = cache
@@ -46,10 +47,11 @@ class Readiness:
 
     def _kafka_metadata(self) -> None:
         # A client per probe: an idle one would keep reconnecting to a dead broker.
-        admin = AdminClient({"bootstrap.servers": self._bootstrap,
-                             "socket.connection.setup.timeout.ms": 2000,
-                             "reconnect.backoff.ms": 500, "reconnect.backoff.max.ms": 1000,
-                             "logger": log})
+        config: dict = {"bootstrap.servers": self._bootstrap,
+                        "socket.connection.setup.timeout.ms": 2000,
+                        "reconnect.backoff.ms": 500, "reconnect.backoff.max.ms": 1000,
+                        "logger": log}
+        admin = AdminClient(config)
         admin.list_topics(timeout=CHECK_TIMEOUT_S)
 
     async def _kafka(self) -> None:

@@ -23,6 +23,7 @@ from api.config import ApiSettings
 from api.dashboard.routes import router as dashboard_router
 from api.health import Readiness
 from api.materializations import Materializations
+from api.queries import Conn
 from api.queries.freshness import MARTS
 from api.router import api_router
 from api.routes import health
@@ -46,7 +47,7 @@ Every answer read from a table carries `data_as_of`: how fresh it is.
 """
 
 
-async def _configure(conn: psycopg.AsyncConnection) -> None:
+async def _configure(conn: Conn) -> None:
     await conn.set_autocommit(True)
 
 
@@ -57,7 +58,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = AsyncConnectionPool(
-            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+            settings.database_url, connection_class=Conn,
+            min_size=settings.db_pool_min, max_size=settings.db_pool_max,
             timeout=settings.db_timeout_seconds, open=False, configure=_configure,
             kwargs={"row_factory": dict_row, "connect_timeout": 5},
         )

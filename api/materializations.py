@@ -36,12 +36,12 @@ class Materializations:
         self._times: dict[str, datetime] = {}
         self._read_at = -float("inf")
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, url: str) -> None:
         self._read_at = time.monotonic()
         keys = {asset_key(table): table for table in self._tables}
         try:
             async with await psycopg.AsyncConnection.connect(
-                    self._url, connect_timeout=2, autocommit=True) as conn:
+                    url, connect_timeout=2, autocommit=True) as conn:
                 rows = await (await conn.execute(_QUERY, (list(keys),))).fetchall()
         except psycopg.Error as exc:
             log.warning("cannot read Dagster materializations: %s", exc)
@@ -55,5 +55,5 @@ class Materializations:
         if self._url is None:
             return None
         if time.monotonic() - self._read_at >= self._ttl:
-            await self._refresh()
+            await self._refresh(self._url)
         return self._times.get(table)

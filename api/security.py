@@ -11,6 +11,7 @@ import time
 from psycopg_pool import AsyncConnectionPool
 
 from api.keys import hash_key
+from api.queries import Conn
 
 _MAX_KEY_LENGTH = 256
 _MAX_REMEMBERED = 10_000
@@ -21,7 +22,7 @@ _LOOKUP = "SELECT 1 FROM api.api_keys WHERE key_hash = %s AND revoked_at IS NULL
 class KeyChecker:
     """Validates keys against ``api.api_keys``, remembering recent answers."""
 
-    def __init__(self, pool: AsyncConnectionPool, ttl: float) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Conn], ttl: float) -> None:
         self._pool = pool
         self._ttl = ttl
         self._seen: dict[str, tuple[bool, float]] = {}

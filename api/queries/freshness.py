@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from psycopg import AsyncConnection
+from api.queries import Conn, fetch_one
 
 # Real-time tables: the end of the latest window, never beyond when it was written.
 _WINDOWS = "SELECT LEAST(max(window_end), max(updated_at)), count(*) FROM public.{table}"
@@ -37,16 +37,13 @@ MARTS: dict[str, str] = {
 }
 
 
-async def table_state(conn: AsyncConnection, table: str) -> tuple[datetime | None, int]:
+async def table_state(conn: Conn, table: str) -> tuple[datetime | None, int]:
     """(data_as_of, rows) of a known table."""
     statement = REALTIME.get(table) or MARTS[table]
-    cur = await conn.execute(statement)  # type: ignore[arg-type]
-    row = await cur.fetchone()
-    assert row is not None
-    values = list(row.values()) if isinstance(row, dict) else list(row)
+    values = list((await fetch_one(conn, statement)).values())
     return values[0], int(values[1] or 0)
 
 
-async def as_of(conn: AsyncConnection, table: str) -> datetime | None:
+async def as_of(conn: Conn, table: str) -> datetime | None:
     """data_as_of of a known table."""
     return (await table_state(conn, table))[0]

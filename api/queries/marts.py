@@ -3,8 +3,9 @@ and sales trends."""
 
 from __future__ import annotations
 
-from psycopg import AsyncConnection, sql
+from psycopg import sql
 
+from api.queries import Conn, fetch_all, fetch_one, page_total
 from api.queries.freshness import as_of
 from api.schemas import (
     CustomerSegment,
@@ -83,20 +84,17 @@ FROM marts.sales_trends WHERE trend_type = %s ORDER BY date DESC LIMIT %s
 """
 
 
-async def _latest(conn: AsyncConnection, table: str):
-    row = await (await conn.execute(f"SELECT max(analysis_date) AS d FROM {table}")).fetchone()
+async def _latest(conn: Conn, table: str):
+    row = await fetch_one(conn, f"SELECT max(analysis_date) AS d FROM {table}")
     return row["d"]
 
 
-async def segments(conn: AsyncConnection, *, segment: Segment | None, limit: int,
+async def segments(conn: Conn, *, segment: Segment | None, limit: int,
                    offset: int) -> CustomerSegmentsPage:
     """Customers of the latest snapshot, optionally of one segment."""
     params = {"segment": segment, "limit": limit, "offset": offset}
-    rows = await (await conn.execute(_SEGMENTS, params)).fetchall()
-    if rows:
-        total = int(rows[0]["total"])
-    else:
-        total = int((await (await conn.execute(_SEGMENTS_COUNT, params)).fetchone())["total"])
+    rows = await fetch_all(conn, _SEGMENTS, params)
+    total = await page_total(conn, rows, _SEGMENTS_COUNT, params)
     return CustomerSegmentsPage(
         data_as_of=await as_of(conn, "marts.customer_rfm_analysis"),
         analysis_date=await _latest(conn, "marts.customer_rfm_analysis"),
@@ -105,9 +103,9 @@ async def segments(conn: AsyncConnection, *, segment: Segment | None, limit: int
     )
 
 
-async def segment_distribution(conn: AsyncConnection) -> SegmentDistribution:
+async def segment_distribution(conn: Conn) -> SegmentDistribution:
     """Customer count and value per segment of the latest snapshot."""
-    rows = await (await conn.execute(_DISTRIBUTION)).fetchall()
+    rows = await fetch_all(conn, _DISTRIBUTION)
     return SegmentDistribution(
         data_as_of=await as_of(conn, "marts.customer_rfm_analysis"),
         analysis_date=await _latest(conn, "marts.customer_rfm_analysis"),
@@ -120,16 +118,13 @@ async def segment_distribution(conn: AsyncConnection) -> SegmentDistribution:
     )
 
 
-async def products(conn: AsyncConnection, *, category: str | None, sort_by: ProductSort,
+async def products(conn: Conn, *, category: str | None, sort_by: ProductSort,
                    limit: int, offset: int) -> ProductPerformancePage:
     """Products of the latest snapshot sorted by ``sort_by`` (descending)."""
     params = {"category": category, "limit": limit, "offset": offset}
     query = _PRODUCTS.format(sort=_PRODUCT_SORT[sort_by])
-    rows = await (await conn.execute(query, params)).fetchall()
-    if rows:
-        total = int(rows[0]["total"])
-    else:
-        total = int((await (await conn.execute(_PRODUCTS_COUNT, params)).fetchone())["total"])
+    rows = await fetch_all(conn, query, params)
+    total = await page_total(conn, rows, _PRODUCTS_COUNT, params)
     return ProductPerformancePage(
         data_as_of=await as_of(conn, "marts.product_performance"),
         analysis_date=await _latest(conn, "marts.product_performance"),
@@ -138,9 +133,9 @@ async def products(conn: AsyncConnection, *, category: str | None, sort_by: Prod
     )
 
 
-async def top_performers(conn: AsyncConnection, top_n: int) -> TopPerformers:
+async def top_performers(conn: Conn, top_n: int) -> TopPerformers:
     """The ``top_n`` products with the most revenue."""
-    rows = await (await conn.execute(_TOP, (top_n,))).fetchall()
+    rows = await fetch_all(conn, _TOP, (top_n,))
     return TopPerformers(
         data_as_of=await as_of(conn, "marts.product_performance"),
         analysis_date=await _latest(conn, "marts.product_performance"),
@@ -148,9 +143,9 @@ async def top_performers(conn: AsyncConnection, top_n: int) -> TopPerformers:
     )
 
 
-async def trends(conn: AsyncConnection, trend_type: TrendType, limit: int) -> SalesTrends:
+async def trends(conn: Conn, trend_type: TrendType, limit: int) -> SalesTrends:
     """The latest ``limit`` periods of a trend."""
-    rows = await (await conn.execute(_TRENDS, (trend_type, limit))).fetchall()
+    rows = await fetch_all(conn, _TRENDS, (trend_type, limit))
     return SalesTrends(
         data_as_of=await as_of(conn, "marts.sales_trends"), trend_type=trend_type,
         trends=[SalesTrend.model_validate(row) for row in rows],

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from psycopg import AsyncConnection
-
 from api.materializations import Materializations
+from api.queries import Conn, fetch_all, fetch_one
 from api.queries.freshness import MARTS, REALTIME, as_of, table_state
 from api.queries.periods import today_start
 from api.schemas import (
@@ -83,21 +82,21 @@ GROUP BY query_name ORDER BY query_name
 _DEAD_LETTERS = "SELECT count(*) AS n FROM public.dead_letter WHERE rejected_at >= %(since)s"
 
 
-async def anomalies(conn: AsyncConnection, hours: int, limit: int) -> AnomaliesPage:
+async def anomalies(conn: Conn, hours: int, limit: int) -> AnomaliesPage:
     """Anomalies detected in the last ``hours`` hours."""
     since = datetime.now(UTC) - timedelta(hours=hours)
-    rows = await (await conn.execute(_ANOMALIES, (since, limit))).fetchall()
+    rows = await fetch_all(conn, _ANOMALIES, (since, limit))
     return AnomaliesPage(
         data_as_of=await as_of(conn, "transaction_anomalies"), hours=hours,
         items=[TransactionAnomaly.model_validate(row) for row in rows],
     )
 
 
-async def dashboard(conn: AsyncConnection, active_minutes: int) -> DashboardMetrics:
+async def dashboard(conn: Conn, active_minutes: int) -> DashboardMetrics:
     """Executive figures of the current UTC day, with users active in the last minutes."""
     now = datetime.now(UTC)
     params = {"today": today_start(now), "active_since": now - timedelta(minutes=active_minutes)}
-    row = await (await conn.execute(_DASHBOARD, params)).fetchone()
+    row = await fetch_one(conn, _DASHBOARD, params)
     orders, revenue = int(row["orders"]), float(row["revenue"])
     return DashboardMetrics(
         data_as_of=row["data_as_of"],
@@ -115,7 +114,7 @@ async def dashboard(conn: AsyncConnection, active_minutes: int) -> DashboardMetr
     )
 
 
-async def pipeline(conn: AsyncConnection, window_minutes: int,
+async def pipeline(conn: Conn, window_minutes: int,
                    materializations: Materializations) -> PipelineHealth:
     """Ingestion per topic, streaming query batches and freshness of every table (a mart's
     is its last Dagster materialization when known)."""
@@ -126,14 +125,14 @@ async def pipeline(conn: AsyncConnection, window_minutes: int,
         TopicIngestion(topic=r["topic"], records=int(r["records"]),
                        records_per_second=round(int(r["records"]) / seconds, 3),
                        lag_records=int(r["lag_records"]), last_batch_at=r["last_batch_at"])
-        for r in await (await conn.execute(_TOPICS, params)).fetchall()
+        for r in await fetch_all(conn, _TOPICS, params)
     ]
     queries = [
         QueryHealth(query_name=r["query_name"], batches=int(r["batches"]),
                     last_batch_id=int(r["last_batch_id"]), last_batch_at=r["last_batch_at"],
                     avg_batch_duration_ms=round(float(r["avg_ms"]), 1),
                     max_batch_duration_ms=int(r["max_ms"]))
-        for r in await (await conn.execute(_QUERIES, params)).fetchall()
+        for r in await fetch_all(conn, _QUERIES, params)
     ]
     tables = []
     for kind, names in (("realtime", REALTIME), ("mart", MARTS)):
@@ -145,7 +144,7 @@ async def pipeline(conn: AsyncConnection, window_minutes: int,
                 table=name, kind=kind, data_as_of=fresh, rows=rows,  # type: ignore[arg-type]
                 age_seconds=round((now - fresh).total_seconds(), 1) if fresh else None,
             ))
-    dead = await (await conn.execute(_DEAD_LETTERS, params)).fetchone()
+    dead = await fetch_one(conn, _DEAD_LETTERS, params)
     return PipelineHealth(
         data_as_of=await as_of(conn, "pipeline_metrics"), window_minutes=window_minutes,
         topics=topics, queries=queries, tables=tables, dead_letters_in_window=int(dead["n"]),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from psycopg import AsyncConnection
-
+from api.queries import Conn, fetch_all, fetch_one, page_total
 from api.queries.freshness import as_of
 from api.schemas import (
     AbandonedCart,
@@ -81,17 +80,14 @@ SELECT severity, count(*) AS n FROM public.alerts WHERE created_at >= %(since)s 
 """
 
 
-async def inventory(conn: AsyncConnection, *, category: str | None, status: StockStatus | None,
+async def inventory(conn: Conn, *, category: str | None, status: StockStatus | None,
                     limit: int, offset: int) -> InventoryStatus:
     """Stock per product (emptiest first) and the number of products per status."""
     params = {"category": category, "status": status, "limit": limit, "offset": offset}
-    rows = await (await conn.execute(_INVENTORY, params)).fetchall()
-    if rows:
-        total = int(rows[0]["total"])
-    else:
-        total = int((await (await conn.execute(_INVENTORY_COUNT, params)).fetchone())["total"])
+    rows = await fetch_all(conn, _INVENTORY, params)
+    total = await page_total(conn, rows, _INVENTORY_COUNT, params)
     counts = {r["status"]: int(r["n"])
-              for r in await (await conn.execute(_STATUS_COUNTS)).fetchall()}
+              for r in await fetch_all(conn, _STATUS_COUNTS)}
     return InventoryStatus(
         data_as_of=await as_of(conn, "inventory_status"), total=total, limit=limit,
         offset=offset, summary=StockCounts(**counts, total=sum(counts.values())),
@@ -99,19 +95,19 @@ async def inventory(conn: AsyncConnection, *, category: str | None, status: Stoc
     )
 
 
-async def low_stock(conn: AsyncConnection, *, category: str | None, limit: int) -> LowStock:
+async def low_stock(conn: Conn, *, category: str | None, limit: int) -> LowStock:
     """Products at or below the low-stock threshold, emptiest first."""
-    rows = await (await conn.execute(_LOW_STOCK, {"category": category, "limit": limit})).fetchall()
+    rows = await fetch_all(conn, _LOW_STOCK, {"category": category, "limit": limit})
     return LowStock(data_as_of=await as_of(conn, "inventory_status"),
                     items=[InventoryItem.model_validate(row) for row in rows])
 
 
-async def sessions(conn: AsyncConnection, *, hours: int, active_minutes: int) -> SessionSummary:
+async def sessions(conn: Conn, *, hours: int, active_minutes: int) -> SessionSummary:
     """Sessions with activity in the last ``hours`` hours."""
     now = datetime.now(UTC)
     params = {"since": now - timedelta(hours=hours),
               "active_since": now - timedelta(minutes=active_minutes)}
-    row = await (await conn.execute(_SESSIONS, params)).fetchone()
+    row = await fetch_one(conn, _SESSIONS, params)
     count = int(row["sessions"])
     return SessionSummary(
         data_as_of=await as_of(conn, "session_metrics"), hours=hours, sessions=count,
@@ -123,11 +119,11 @@ async def sessions(conn: AsyncConnection, *, hours: int, active_minutes: int) ->
     )
 
 
-async def cart_abandonment(conn: AsyncConnection, *, hours: int, limit: int) -> CartAbandonment:
+async def cart_abandonment(conn: Conn, *, hours: int, limit: int) -> CartAbandonment:
     """Carts abandoned in the last ``hours`` hours and the abandonment rate."""
     params = {"since": datetime.now(UTC) - timedelta(hours=hours), "limit": limit}
-    counts = await (await conn.execute(_CART_COUNTS, params)).fetchone()
-    rows = await (await conn.execute(_CARTS, params)).fetchall()
+    counts = await fetch_one(conn, _CART_COUNTS, params)
+    rows = await fetch_all(conn, _CARTS, params)
     abandoned, with_cart = int(counts["abandoned"]), int(counts["with_cart"])
     return CartAbandonment(
         data_as_of=await as_of(conn, "cart_abandonment"), hours=hours,
@@ -137,14 +133,14 @@ async def cart_abandonment(conn: AsyncConnection, *, hours: int, limit: int) -> 
     )
 
 
-async def alerts(conn: AsyncConnection, *, hours: int, severity: Severity | None,
+async def alerts(conn: Conn, *, hours: int, severity: Severity | None,
                  limit: int) -> Alerts:
     """Alerts of the last ``hours`` hours, newest first, and their count per severity."""
     params = {"since": datetime.now(UTC) - timedelta(hours=hours), "severity": severity,
               "limit": limit}
-    rows = await (await conn.execute(_ALERTS, params)).fetchall()
+    rows = await fetch_all(conn, _ALERTS, params)
     counts = {r["severity"]: int(r["n"])
-              for r in await (await conn.execute(_ALERT_COUNTS, params)).fetchall()}
+              for r in await fetch_all(conn, _ALERT_COUNTS, params)}
     return Alerts(
         data_as_of=await as_of(conn, "alerts"), hours=hours,
         counts={s: counts.get(s, 0) for s in ("info", "warning", "critical")},

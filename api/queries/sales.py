@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from psycopg import AsyncConnection
-
 from api.geo import locate
+from api.queries import Conn, fetch_all, fetch_one, page_total
 from api.queries.freshness import as_of
 from api.queries.periods import period_start
 from api.schemas import (
@@ -74,7 +73,7 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-async def metrics(conn: AsyncConnection, *, start_date: date | None, end_date: date | None,
+async def metrics(conn: Conn, *, start_date: date | None, end_date: date | None,
                   category: str | None, country: str | None, limit: int,
                   offset: int) -> SalesMetricsPage:
     """Windows that start within [start_date, end_date] (whole UTC days), newest first."""
@@ -83,22 +82,19 @@ async def metrics(conn: AsyncConnection, *, start_date: date | None, end_date: d
         "end": _day_start(end_date + timedelta(days=1)) if end_date else None,
         "category": category, "country": country, "limit": limit, "offset": offset,
     }
-    rows = await (await conn.execute(_METRICS, params)).fetchall()
-    if rows:
-        total = int(rows[0]["total"])
-    else:  # past the last page: still report how many rows match
-        total = int((await (await conn.execute(_COUNT, params)).fetchone())["total"])
+    rows = await fetch_all(conn, _METRICS, params)
+    total = await page_total(conn, rows, _COUNT, params)
     return SalesMetricsPage(
         data_as_of=await as_of(conn, "sales_metrics"), total=total, limit=limit, offset=offset,
         items=[SalesMetric.model_validate(row) for row in rows],
     )
 
 
-async def summary(conn: AsyncConnection, period: Period) -> SalesSummary:
+async def summary(conn: Conn, period: Period) -> SalesSummary:
     """Order-level totals from the start of the period until now."""
     end = datetime.now(UTC)
     start = period_start(period, end)
-    row = await (await conn.execute(_SUMMARY, (start, end))).fetchone()
+    row = await fetch_one(conn, _SUMMARY, (start, end))
     orders, revenue = int(row["orders"]), float(row["revenue"])
     return SalesSummary(
         data_as_of=await as_of(conn, "order_metrics"), period=period, start_date=start,
@@ -110,10 +106,10 @@ async def summary(conn: AsyncConnection, period: Period) -> SalesSummary:
     )
 
 
-async def by_country(conn: AsyncConnection, period: Period) -> SalesByCountry:
+async def by_country(conn: Conn, period: Period) -> SalesByCountry:
     """Revenue, orders and units per country since the start of the period."""
     start = period_start(period)
-    rows = await (await conn.execute(_BY_COUNTRY, (start,))).fetchall()
+    rows = await fetch_all(conn, _BY_COUNTRY, (start,))
     countries = []
     for row in rows:
         iso3, lat, lon = locate(row["country"])
@@ -127,11 +123,11 @@ async def by_country(conn: AsyncConnection, period: Period) -> SalesByCountry:
                           start_date=start, countries=countries)
 
 
-async def by_category(conn: AsyncConnection, period: Period) -> SalesByCategory:
+async def by_category(conn: Conn, period: Period) -> SalesByCategory:
     """Revenue of each category's own lines since the start of the period."""
     start = period_start(period)
-    rows = await (await conn.execute(_BY_CATEGORY, (start,))).fetchall()
-    grand = sum(float(row["revenue"]) for row in rows)
+    rows = await fetch_all(conn, _BY_CATEGORY, (start,))
+    grand = sum((float(row["revenue"]) for row in rows), 0.0)
     categories = [
         CategorySales(
             category=row["category"], revenue=float(row["revenue"]),
@@ -144,10 +140,10 @@ async def by_category(conn: AsyncConnection, period: Period) -> SalesByCategory:
                            start_date=start, categories=categories)
 
 
-async def timeline(conn: AsyncConnection, minutes: int) -> SalesTimeline:
+async def timeline(conn: Conn, minutes: int) -> SalesTimeline:
     """Revenue and orders per minute over the last ``minutes`` minutes."""
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
-    rows = await (await conn.execute(_TIMELINE, (start,))).fetchall()
+    rows = await fetch_all(conn, _TIMELINE, (start,))
     return SalesTimeline(
         data_as_of=await as_of(conn, "order_metrics"), minutes=minutes,
         points=[MinuteSales(window_start=r["window_start"], revenue=float(r["revenue"]),
