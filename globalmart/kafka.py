@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,18 @@ class LogProbe:
 
     def __init__(self, bootstrap_servers: str, config: dict[str, str] | None = None,
                  timeout: float = 5.0) -> None:
-        base: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap_servers,
+        # Like Spark's native Kafka source (and unlike librdkafka's default), read everything
+        # up to the high watermark unless the caller asks for read_committed.
+        base: dict[str, str | int | float | bool] = {"isolation.level": "read_uncommitted",
+                                                     "bootstrap.servers": bootstrap_servers,
                                                      **(config or {})}
+        self._isolation = (IsolationLevel.READ_COMMITTED
+                           if base["isolation.level"] == "read_committed"
+                           else IsolationLevel.READ_UNCOMMITTED)
         self.bootstrap_servers = bootstrap_servers
         self.timeout = timeout
-        self._admin = AdminClient(base, logger=LibrdkafkaLog())
+        self._admin = AdminClient({k: v for k, v in base.items() if k != "isolation.level"},
+                                  logger=LibrdkafkaLog())
         self._consumer = Consumer({
             **base,
             "group.id": "globalmart-log-probe",
@@ -175,7 +182,8 @@ class LogProbe:
         request = {TopicPartition(t, p): spec for t, p in partitions}
         if not request:
             return {}
-        futures = self._admin.list_offsets(request, request_timeout=self.timeout)
+        futures = self._admin.list_offsets(request, isolation_level=self._isolation,
+                                           request_timeout=self.timeout)
         result = {}
         for tp, future in futures.items():
             key = (tp.topic, tp.partition)

@@ -499,6 +499,7 @@ def read_range(options: KafkaSourceOptions, part: KafkaInputPartition
     skipped with a WARNING, or fail the task when ``failOnDataLoss`` is true; a task never
     waits more than ``kafkaConsumer.pollTimeoutMs`` for a record that does not come."""
     consumer = Consumer({
+        "isolation.level": "read_uncommitted",  # as LogProbe and Spark's native source
         "bootstrap.servers": options.bootstrap_servers,
         **options.kafka_config,
         "group.id": "globalmart-spark-source",
