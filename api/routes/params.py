@@ -17,7 +17,8 @@ Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip (pag
 Hours = Annotated[int, Query(ge=1, le=168, description="Look back this many hours (1-168).")]
 Category = Annotated[
     str | None,
-    Query(min_length=1, max_length=64, description="Product category, exact name.",
+    Query(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+          description="Product category, exact name (no control characters).",
           openapi_examples={"electronics": {"summary": "Electronics", "value": "Electronics"}}),
 ]
 PeriodParam = Annotated[
