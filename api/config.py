@@ -45,6 +45,9 @@ class ApiSettings(BaseSettings):
     db_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Wait for a connection before answering 503."
     )
+    statement_timeout_ms: int = Field(
+        default=5000, ge=100, description="PostgreSQL cancels a query running longer (→ 503)."
+    )
     key_cache_seconds: float = Field(
         default=10.0, ge=0,
         description="How long a checked API key is trusted before PostgreSQL is asked again "

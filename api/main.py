@@ -61,7 +61,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             settings.database_url, connection_class=Conn,
             min_size=settings.db_pool_min, max_size=settings.db_pool_max,
             timeout=settings.db_timeout_seconds, open=False, configure=_configure,
-            kwargs={"row_factory": dict_row, "connect_timeout": 5},
+            kwargs={"row_factory": dict_row, "connect_timeout": 5,
+                    "options": f"-c statement_timeout={settings.statement_timeout_ms}"},
         )
         await pool.open(wait=False)  # a database that is down now must not stop liveness
         cache = ResponseCache(settings.redis_url, settings.cache_prefix,

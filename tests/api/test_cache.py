@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import psycopg
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -57,3 +59,20 @@ def test_database_down_is_503_not_500(redis_url, cache_prefix, api_key):
         assert client.get("/health").status_code == 200
     assert response.status_code == 503
     assert "database" in response.json()["detail"]
+
+
+
+def test_queries_run_under_a_statement_timeout(served, redis_url, cache_prefix):
+    settings = make_settings(served.url, redis_url, cache_prefix, statement_timeout_ms=150)
+
+    async def run(pool, statement):
+        async with pool.connection() as conn:
+            return await (await conn.execute(statement)).fetchone()
+
+    with TestClient(create_app(settings)) as client:
+        pool = client.app.state.pool
+        shown = client.portal.call(run, pool, "SHOW statement_timeout")
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            client.portal.call(run, pool, "SELECT pg_sleep(1)")
+    assert shown["statement_timeout"] == "150ms"
+    assert issubclass(psycopg.errors.QueryCanceled, psycopg.OperationalError)  # → 503
