@@ -5,8 +5,9 @@ same columns as Spark's native ``kafka`` format — key, value, topic, partition
 timestampType — so the two can be swapped by a setting. Offsets per topic-partition live in the
 query's checkpoint (``{"topic": {"partition": next_offset}}``, like the native source);
 ``maxOffsetsPerTrigger`` bounds a micro-batch and is spread fairly over the partitions; every
-Kafka partition with records in the batch is one Spark input partition, read with a
-confluent-kafka consumer that is assigned (never subscribed) and commits nothing.
+Kafka partition with records in the batch is one Spark input partition (unless
+``maxInputPartitions`` groups them), read with a confluent-kafka consumer that is assigned
+(never subscribed) and commits nothing.
 
 The broker may be Apache Kafka or Tansu, whose reported log end can lag the true end; the log
 ends come from :class:`globalmart.kafka.LogProbe`, which is exact on both. When the broker forgets
@@ -24,8 +25,12 @@ Options (case-insensitive; anything else is refused):
                               ``earliest`` for batch reads)
 ``endingOffsets``             batch reads only: ``latest`` (default) | JSON as above
 ``maxOffsetsPerTrigger``      records per micro-batch over all partitions (default: no limit)
+``maxInputPartitions``        at most this many Spark tasks per batch: whole Kafka partitions
+                              are grouped (default: one task per Kafka partition; small values
+                              cut the per-task overhead of low-rate streams on few cores)
 ``failOnDataLoss``            ``false`` (default): warn and go on; ``true``: fail the query
-``kafkaConsumer.pollTimeoutMs``  how long a task waits for records of its range (default 30000)
+``kafkaConsumer.pollTimeoutMs``  how long a task waits for a record before it checks the log
+                              end (default 30000; see :func:`read_ranges`)
 ``kafka.<librdkafka key>``    passed to confluent-kafka (security settings, for instance)
 ============================  =============================================================
 """
@@ -35,7 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +113,7 @@ class KafkaSourceOptions:
     max_offsets_per_trigger: int | None = None
     fail_on_data_loss: bool = False
     poll_timeout_ms: int = 30_000
+    max_input_partitions: int | None = None
     kafka_config: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -116,13 +122,15 @@ class KafkaSourceOptions:
         ``KafkaSourceError``."""
         opts = {k.lower(): v for k, v in options.items() if k.lower() != "path"}
         known = {"kafka.bootstrap.servers", "subscribe", "startingoffsets", "endingoffsets",
-                 "maxoffsetspertrigger", "failondataloss", "kafkaconsumer.polltimeoutms"}
+                 "maxoffsetspertrigger", "failondataloss", "kafkaconsumer.polltimeoutms",
+                 "maxinputpartitions"}
         unknown = sorted(k for k in opts if k not in known and not k.startswith("kafka."))
         if unknown:
             raise KafkaSourceError(
                 f"{SOURCE_NAME}: unknown option(s) {unknown}; allowed: kafka.bootstrap.servers, "
                 "subscribe, startingOffsets, endingOffsets, maxOffsetsPerTrigger, "
-                "failOnDataLoss, kafkaConsumer.pollTimeoutMs and kafka.<librdkafka setting>")
+                "maxInputPartitions, failOnDataLoss, kafkaConsumer.pollTimeoutMs and "
+                "kafka.<librdkafka setting>")
         bootstrap = opts.get("kafka.bootstrap.servers", "").strip()
         if not bootstrap:
             raise KafkaSourceError(f"{SOURCE_NAME}: option kafka.bootstrap.servers is required")
@@ -139,6 +147,7 @@ class KafkaSourceOptions:
         if _parse_offset_spec(ending, "endingOffsets") == "earliest":
             raise KafkaSourceError(f"{SOURCE_NAME}: endingOffsets cannot be 'earliest'")
         max_rows = opts.get("maxoffsetspertrigger")
+        max_tasks = opts.get("maxinputpartitions")
         return cls(
             bootstrap_servers=bootstrap,
             topics=topics,
@@ -149,6 +158,8 @@ class KafkaSourceOptions:
             fail_on_data_loss=_boolean(opts.get("failondataloss", "false"), "failOnDataLoss"),
             poll_timeout_ms=_positive_int(opts.get("kafkaconsumer.polltimeoutms", "30000"),
                                           "kafkaConsumer.pollTimeoutMs"),
+            max_input_partitions=(None if max_tasks is None
+                                  else _positive_int(max_tasks, "maxInputPartitions")),
             kafka_config={k.removeprefix("kafka."): v for k, v in opts.items()
                           if k.startswith("kafka.") and k != "kafka.bootstrap.servers"},
         )
@@ -263,21 +274,46 @@ def register_kafka_source(spark: SparkSession) -> None:
     spark.dataSource.register(KafkaDataSource)
 
 
+@dataclass(frozen=True)
+class OffsetRange:
+    """The records [start, end) of one Kafka partition."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        """How many offsets the range spans."""
+        return self.end - self.start
+
+
 class KafkaInputPartition(InputPartition):
-    """The records [start, end) of one Kafka partition: one Spark task."""
+    """One Spark task: the offset ranges it reads, one per Kafka partition (a single range
+    unless ``maxInputPartitions`` grouped several)."""
 
-    def __init__(self, topic: str, partition: int, start: int, end: int) -> None:
-        super().__init__((topic, partition, start, end))
-        self.topic = topic
-        self.partition = partition
-        self.start = start
-        self.end = end
+    def __init__(self, ranges: tuple[OffsetRange, ...]) -> None:
+        super().__init__(ranges)
+        self.ranges = ranges
 
 
-def _input_partitions(start: Offsets, end: Offsets) -> list[KafkaInputPartition]:
-    return [KafkaInputPartition(topic, partition, start[(topic, partition)], until)
-            for (topic, partition), until in sorted(end.items())
-            if (topic, partition) in start and until > start[(topic, partition)]]
+def plan_input_partitions(start: Offsets, end: Offsets, max_partitions: int | None = None
+                          ) -> list[KafkaInputPartition]:
+    """One input partition per Kafka partition with records in [start, end); with
+    ``max_partitions``, whole ranges are grouped into at most that many input partitions of
+    about equal record counts (largest first into the lightest group)."""
+    ranges = [OffsetRange(topic, partition, start[(topic, partition)], until)
+              for (topic, partition), until in sorted(end.items())
+              if (topic, partition) in start and until > start[(topic, partition)]]
+    if max_partitions is None or len(ranges) <= max_partitions:
+        return [KafkaInputPartition((r,)) for r in ranges]
+    groups: list[list[OffsetRange]] = [[] for _ in range(max_partitions)]
+    for offset_range in sorted(ranges, key=lambda r: (-r.size, r.topic, r.partition)):
+        lightest = min(range(max_partitions), key=lambda i: (sum(r.size for r in groups[i]), i))
+        groups[lightest].append(offset_range)
+    return [KafkaInputPartition(tuple(sorted(group, key=lambda r: (r.topic, r.partition))))
+            for group in groups]
 
 
 class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
@@ -443,8 +479,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return encode_offsets(self._latest) if self._latest else None
 
     def partitions(self, start: dict, end: dict) -> list[KafkaInputPartition]:
-        """One input partition per Kafka partition with records in [start, end)."""
-        return _input_partitions(decode_offsets(start), decode_offsets(end))
+        """One input partition per Kafka partition with records in [start, end) (grouped
+        when ``maxInputPartitions`` is set)."""
+        return plan_input_partitions(decode_offsets(start), decode_offsets(end),
+                                     self.options.max_input_partitions)
 
     def commit(self, end: dict) -> None:
         """Nothing to do: the offsets live in Spark's checkpoint."""
@@ -458,9 +496,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     # -- reading (executors) -----------------------------------------------------------------
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        """The records of one partition's offset range, as Arrow batches."""
+        """The records of one input partition's offset ranges, as Arrow batches."""
         assert isinstance(partition, KafkaInputPartition)
-        return read_range(self.options, partition)
+        return read_ranges(self.options, partition.ranges)
 
 
 class KafkaBatchReader(DataSourceReader):
@@ -471,7 +509,8 @@ class KafkaBatchReader(DataSourceReader):
         self.options = options
 
     def partitions(self) -> list[KafkaInputPartition]:
-        """One input partition per Kafka partition with records in the range."""
+        """One input partition per Kafka partition with records in the range (grouped
+        when ``maxInputPartitions`` is set)."""
         with LogProbe(self.options.bootstrap_servers, self.options.kafka_config,
                       _PROBE_TIMEOUT_S) as probe:
             partitions = probe.partitions_of(self.options.topics)
@@ -483,21 +522,23 @@ class KafkaBatchReader(DataSourceReader):
                                                        "startingOffsets"), partitions, probe)
             end = resolve_offsets(_parse_offset_spec(self.options.ending_offsets,
                                                      "endingOffsets"), partitions, probe)
-        return _input_partitions(start, end)
+        return plan_input_partitions(start, end, self.options.max_input_partitions)
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        """The records of one partition's offset range, as Arrow batches."""
+        """The records of one input partition's offset ranges, as Arrow batches."""
         if not isinstance(partition, KafkaInputPartition):
             return iter(())  # Spark's placeholder when there is nothing to read
-        return read_range(self.options, partition)
+        return read_ranges(self.options, partition.ranges)
 
 
-def read_range(options: KafkaSourceOptions, part: KafkaInputPartition
-               ) -> Iterator[pa.RecordBatch]:
-    """Yield the records [part.start, part.end) of one Kafka partition as Arrow batches in the
-    source's schema. Records that no longer exist (retention, a broker that lost its data) are
-    skipped with a WARNING, or fail the task when ``failOnDataLoss`` is true; a task never
-    waits more than ``kafkaConsumer.pollTimeoutMs`` for a record that does not come."""
+def read_ranges(options: KafkaSourceOptions, ranges: Iterable[OffsetRange]
+                ) -> Iterator[pa.RecordBatch]:
+    """Yield the records of each offset range, in order, as Arrow batches in the source's
+    schema, with one consumer. Records that a reachable broker no longer has (retention, an
+    in-memory broker that restarted) are skipped with a WARNING, or fail the task when
+    ``failOnDataLoss`` is true. While the broker is unreachable the task waits (warning every
+    ``kafkaConsumer.pollTimeoutMs``); records the broker has but does not deliver within that
+    time fail the task."""
     consumer = Consumer({
         "isolation.level": "read_uncommitted",  # as LogProbe and Spark's native source
         "bootstrap.servers": options.bootstrap_servers,
@@ -509,13 +550,14 @@ def read_range(options: KafkaSourceOptions, part: KafkaInputPartition
         "fetch.wait.max.ms": 50,
     }, logger=LibrdkafkaLog())
     try:
-        consumer.assign([TopicPartition(part.topic, part.partition, part.start)])
-        yield from _consume(consumer, options, part)
+        for part in ranges:
+            consumer.assign([TopicPartition(part.topic, part.partition, part.start)])
+            yield from _consume(consumer, options, part)
     finally:
         consumer.close()
 
 
-def _consume(consumer: Consumer, options: KafkaSourceOptions, part: KafkaInputPartition
+def _consume(consumer: Consumer, options: KafkaSourceOptions, part: OffsetRange
              ) -> Iterator[pa.RecordBatch]:
     where = f"{part.topic}[{part.partition}]"
     columns: dict[str, list[Any]] = _empty_columns()
@@ -572,7 +614,7 @@ def _consume(consumer: Consumer, options: KafkaSourceOptions, part: KafkaInputPa
         yield _arrow_batch(columns, part)
 
 
-def _log_end(options: KafkaSourceOptions, part: KafkaInputPartition) -> int | None:
+def _log_end(options: KafkaSourceOptions, part: OffsetRange) -> int | None:
     """The partition's true log end now, as a second opinion before declaring records lost:
     0 when the topic or partition no longer exists, None when the broker does not answer."""
     key = (part.topic, part.partition)
@@ -586,7 +628,7 @@ def _log_end(options: KafkaSourceOptions, part: KafkaInputPartition) -> int | No
         return probe.end_offsets([key]).get(key)
 
 
-def _is_past_log_end(options: KafkaSourceOptions, part: KafkaInputPartition,
+def _is_past_log_end(options: KafkaSourceOptions, part: OffsetRange,
                      position: int) -> bool:
     log_end = _log_end(options, part)
     return log_end is not None and log_end <= position
@@ -611,7 +653,7 @@ def _append(columns: dict[str, list[Any]], message: Any) -> None:
     columns["timestampType"].append(kind - _TIMESTAMP_TYPE_SHIFT)
 
 
-def _arrow_batch(columns: dict[str, list[Any]], part: KafkaInputPartition) -> pa.RecordBatch:
+def _arrow_batch(columns: dict[str, list[Any]], part: OffsetRange) -> pa.RecordBatch:
     rows = len(columns["offset"])
     return pa.RecordBatch.from_arrays([
         pa.array(columns["key"], pa.binary()),

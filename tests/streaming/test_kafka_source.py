@@ -24,14 +24,15 @@ from hypothesis import strategies as st
 from globalmart.embedded import EmbeddedBroker
 from globalmart.kafka import LogProbe, ensure_topics, true_end_offsets
 from streaming.kafka_source import (
-    KafkaInputPartition,
     KafkaSourceError,
     KafkaSourceOptions,
     KafkaStreamReader,
+    OffsetRange,
     decode_offsets,
     encode_offsets,
     fair_shares,
-    read_range,
+    plan_input_partitions,
+    read_ranges,
     register_kafka_source,
 )
 
@@ -140,6 +141,27 @@ def test_offsets_round_trip_through_the_checkpoint_form():
     encoded = encode_offsets(offsets)
     assert encoded == {"product_views": {"1": 42}, "transactions": {"0": 5, "2": 0}}
     assert decode_offsets(encoded) == offsets
+
+
+def test_one_input_partition_per_kafka_partition_with_records():
+    start = {("t", 0): 10, ("t", 1): 5, ("t", 2): 7, ("u", 0): 0}
+    end = {("t", 0): 20, ("t", 1): 5, ("t", 2): 3, ("u", 0): 4, ("u", 1): 9}  # u1: new
+    planned = plan_input_partitions(start, end)
+    assert [p.ranges for p in planned] == [(OffsetRange("t", 0, 10, 20),),
+                                           (OffsetRange("u", 0, 0, 4),)]
+
+
+@given(st.lists(st.integers(1, 10_000), min_size=1, max_size=12), st.integers(1, 4))
+def test_grouped_input_partitions_cover_every_range_once_and_balance(sizes, groups):
+    start = {("t", i): 0 for i in range(len(sizes))}
+    end = {("t", i): n for i, n in enumerate(sizes)}
+    planned = plan_input_partitions(start, end, groups)
+    assert len(planned) == min(groups, len(sizes))
+    ranges = [r for p in planned for r in p.ranges]
+    assert sorted(ranges, key=lambda r: r.partition) == [
+        OffsetRange("t", i, 0, n) for i, n in enumerate(sizes)]
+    loads = [sum(r.size for r in p.ranges) for p in planned]
+    assert max(loads) - min(loads) <= max(sizes)  # greedy balance bound
 
 
 @pytest.mark.parametrize("options, message", [
@@ -285,13 +307,13 @@ def test_fail_on_data_loss_turns_the_loss_into_an_error(broker, tmp_path):
         reader.stop()
 
 
-def test_read_range_returns_exactly_the_range_and_gives_up_on_lost_records(broker, caplog):
+def test_read_ranges_returns_exactly_the_range_and_gives_up_on_lost_records(broker, caplog):
     ensure_topics(broker.bootstrap_servers, TOPICS[:1], partitions=1)
     records = produce(broker.bootstrap_servers, TOPICS[:1], 2000, "r")
     options = KafkaSourceOptions.parse({"kafka.bootstrap.servers": broker.bootstrap_servers,
                                         "subscribe": TOPICS[0],
                                         "kafkaConsumer.pollTimeoutMs": "3000"}, stream=True)
-    batches = list(read_range(options, KafkaInputPartition(TOPICS[0], 0, 1500, 2000)))
+    batches = list(read_ranges(options, [OffsetRange(TOPICS[0], 0, 1500, 2000)]))
     rows = [row for batch in batches for row in batch.to_pylist()]
     assert [r["offset"] for r in rows] == list(range(1500, 2000))
     by_offset = {offset: value for _, _, offset, value in records}
@@ -301,13 +323,13 @@ def test_read_range_returns_exactly_the_range_and_gives_up_on_lost_records(broke
 
     caplog.set_level(logging.WARNING, logger="streaming.kafka_source")
     started = time.monotonic()
-    beyond = list(read_range(options, KafkaInputPartition(TOPICS[0], 0, 1990, 2500)))
+    beyond = list(read_ranges(options, [OffsetRange(TOPICS[0], 0, 1990, 2500)]))
     assert sum(b.num_rows for b in beyond) == 10
     assert time.monotonic() - started < 10
     assert any("[2000, 2500)" in r.getMessage() for r in caplog.records)
 
 
-def test_read_range_waits_while_the_broker_is_down_and_skips_only_what_it_lost(
+def test_read_ranges_waits_while_the_broker_is_down_and_skips_only_what_it_lost(
         broker, tmp_path, caplog):
     ensure_topics(broker.bootstrap_servers, TOPICS[:1], partitions=1)
     produce(broker.bootstrap_servers, TOPICS[:1], 500, "r")
@@ -318,7 +340,7 @@ def test_read_range_waits_while_the_broker_is_down_and_skips_only_what_it_lost(
     broker.stop()
     rows: list[int] = []
     reading = threading.Thread(target=lambda: rows.extend(
-        b.num_rows for b in read_range(options, KafkaInputPartition(TOPICS[0], 0, 0, 500))))
+        b.num_rows for b in read_ranges(options, [OffsetRange(TOPICS[0], 0, 0, 500)])))
     reading.start()
     try:
         wait_for(lambda: any("unreachable" in r.getMessage() for r in caplog.records),
@@ -350,6 +372,19 @@ def test_stream_reads_every_record_once_including_the_final_batch(broker, kafka_
     got = collector.records()
     assert len(got) == len(set(got))
     assert set(got) == records | more
+
+
+def test_grouped_input_partitions_read_every_record_once(broker, kafka_stream):
+    ensure_topics(broker.bootstrap_servers, TOPICS)
+    records = produce(broker.bootstrap_servers, TOPICS, 3000, "grouped")
+    collector = BatchCollector()
+    query = kafka_stream(broker.bootstrap_servers, collector, available_now=True,
+                         startingOffsets="earliest", maxInputPartitions="2",
+                         maxOffsetsPerTrigger="1000")
+    assert query.awaitTermination(DEADLINE_S)
+    assert query.exception() is None
+    got = collector.records()
+    assert len(got) == len(set(got)) and set(got) == records
 
 
 def test_max_offsets_per_trigger_bounds_every_batch(broker, kafka_stream):
@@ -412,6 +447,12 @@ def test_batch_read_returns_the_whole_topics(broker, spark):
     rows = frame.select("topic", "partition", "offset", "value").collect()
     assert {(r.topic, r.partition, r.offset, bytes(r.value)) for r in rows} == records
     assert len(rows) == len(records)
+
+    grouped = (spark.read.format("globalmart_kafka")
+               .option("kafka.bootstrap.servers", broker.bootstrap_servers)
+               .option("subscribe", ",".join(TOPICS)).option("maxInputPartitions", "2").load())
+    assert frame.rdd.getNumPartitions() == 6 and grouped.rdd.getNumPartitions() == 2
+    assert grouped.count() == len(records)
 
     ends = _ends_of(records)
     window = (spark.read.format("globalmart_kafka")
