@@ -31,8 +31,8 @@ def make_resources(url: str, lake: Path | str, bootstrap: str = "127.0.0.1:1",
     """The code location's resources pointed at test services."""
     platform = PlatformSettings(database_url=url, lake_path=str(lake),
                                 kafka_bootstrap_servers=bootstrap)
-    return build_resources(platform, DagsterSettings(spark_master="local[2]",
-                                                     shuffle_partitions=2, **settings))
+    values = {"spark_master": "local[2]", "shuffle_partitions": 2, **settings}
+    return build_resources(platform, DagsterSettings(**values))
 
 
 @dataclass

@@ -153,8 +153,8 @@ def fact_sessions(context: dg.AssetExecutionContext, pyspark: PySparkResource,
     for day in _days(context):
         views = read_raw_day(spark, lake, "product_views", day)
         carts = read_raw_day(spark, lake, "cart_events", day)
-        lines = transforms.sales_lines(read_raw_day(spark, lake, "transactions", day))
-        sessions = _arrow(transforms.session_facts(views, carts, lines),
+        transactions = read_raw_day(spark, lake, "transactions", day)
+        sessions = _arrow(transforms.session_facts(views, carts, transactions),
                           transforms.SESSION_COLUMNS)
         with warehouse.connect() as conn:
             per_day[day.isoformat()] = load.replace_fact_sessions_day(conn, day, sessions)

@@ -65,35 +65,38 @@ def sales_lines(transactions: DataFrame) -> DataFrame:
     )
 
 
-def session_facts(views: DataFrame, carts: DataFrame, lines: DataFrame) -> DataFrame:
-    """One row per session and day from its page views, cart events and purchases.
+def session_facts(views: DataFrame, carts: DataFrame, transactions: DataFrame) -> DataFrame:
+    """One row per session and day from its page views, cart events and purchases (raw-layer
+    rows of one day); ``converted`` means the session bought something that day.
 
-    ``lines`` is the output of :func:`sales_lines` for the same day; ``converted`` means the
-    session bought something that day."""
-    view_rows = dedupe_events(views).select(
-        "event_date", "session_id", "user_id", "event_time",
+    The three topics become one activity stream that is de-duplicated once (event ids are
+    UUIDs, unique across topics) and aggregated once: two shuffles in all."""
+    zero = F.lit(0)
+    no_revenue = F.lit(0).cast(LINE_AMOUNT)
+    view_rows = views.select(
+        "event_id", "event_date", "session_id", "user_id", "event_time",
         F.lit(1).alias("page_views"), F.col("duration_seconds").cast("long").alias("view_seconds"),
-        F.lit(0).alias("cart_adds"), F.lit(0).alias("cart_removes"), F.lit(0).alias("cart_updates"),
-        F.lit(0).alias("purchases"), F.lit(0).cast(LINE_AMOUNT).alias("revenue"),
+        zero.alias("cart_adds"), zero.alias("cart_removes"), zero.alias("cart_updates"),
+        zero.alias("purchases"), no_revenue.alias("revenue"),
     )
-    cart_rows = dedupe_events(carts).select(
-        "event_date", "session_id", "user_id", "event_time",
-        F.lit(0).alias("page_views"), F.lit(0).cast("long").alias("view_seconds"),
+    cart_rows = carts.select(
+        "event_id", "event_date", "session_id", "user_id", "event_time",
+        zero.alias("page_views"), zero.cast("long").alias("view_seconds"),
         (F.col("action") == "add").cast("int").alias("cart_adds"),
         (F.col("action") == "remove").cast("int").alias("cart_removes"),
         (F.col("action") == "update").cast("int").alias("cart_updates"),
-        F.lit(0).alias("purchases"), F.lit(0).cast(LINE_AMOUNT).alias("revenue"),
+        zero.alias("purchases"), no_revenue.alias("revenue"),
     )
-    purchase_rows = lines.groupBy("event_date", "session_id", "user_id", "transaction_id").agg(
-        F.min("event_time").alias("event_time"),
-        F.sum("line_amount").cast(LINE_AMOUNT).alias("revenue"),
-    ).select(
-        "event_date", "session_id", "user_id", "event_time",
-        F.lit(0).alias("page_views"), F.lit(0).cast("long").alias("view_seconds"),
-        F.lit(0).alias("cart_adds"), F.lit(0).alias("cart_removes"), F.lit(0).alias("cart_updates"),
-        F.lit(1).alias("purchases"), F.col("revenue"),
+    purchase_rows = transactions.select(
+        "event_id", "event_date", "session_id", "user_id", "event_time",
+        zero.alias("page_views"), zero.cast("long").alias("view_seconds"),
+        zero.alias("cart_adds"), zero.alias("cart_removes"), zero.alias("cart_updates"),
+        F.lit(1).alias("purchases"),
+        F.aggregate("items", no_revenue,
+                    lambda total, item: (total + item.quantity * item.unit_price)
+                    .cast(LINE_AMOUNT)).alias("revenue"),
     )
-    activity = view_rows.unionByName(cart_rows).unionByName(purchase_rows)
+    activity = dedupe_events(view_rows.unionByName(cart_rows).unionByName(purchase_rows))
     sessions = activity.groupBy("event_date", "session_id").agg(
         F.min("user_id").alias("user_id"),
         F.min("event_time").alias("session_start"),
