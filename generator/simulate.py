@@ -59,6 +59,7 @@ HISTORY_WINDOW_EVENTS = 5_000  # history windows hold about this many events
 MAX_HISTORY_WINDOW_US = 300_000_000
 WARMUP_EVENTS = 2_000_000  # sessions already running when the clock starts (up to 10 min)
 MAX_WARMUP_US = 600_000_000
+_SESSION_TAIL_US = 300_000_000  # a session's last event is at most this long after its views
 DAY_US = 86_400_000_000
 
 # Traffic shape of the history: relative volume per UTC hour and per weekday (Monday first).
@@ -235,6 +236,7 @@ class Simulator:
         self._sessions = 0
         self._scheduled = 0
         self._window_end = self.clock
+        self._floor = self.clock  # nothing happens before the clock starts
         self._user_seen = bytearray(users)
         self._product_seen = bytearray(catalog.size)
         self._moved: dict[int, int] = {}
@@ -291,9 +293,6 @@ class Simulator:
         if length <= 0:
             return
         self._start_sessions(self.clock - length, length, rate)
-        first = self.clock // BUCKET_US
-        for k in [k for k in self._buckets if k < first]:
-            del self._buckets[k]
 
     # ---------------------------------------------------------------- the public step
     def step(self, limit: int | None = None) -> tuple[int, list[Message]]:
@@ -413,12 +412,23 @@ class Simulator:
         ends = starts + done[first + views - 1] - before[first]
         finish = g.random((n, 4))  # remove?, which, buy?, checkout time
         session_ids = self._uuids(n)
+        floor = self._floor
+        warming = start < floor  # warm-up: only what is still to happen from the clock's start
+        if warming:  # sessions with something left to do: views, or a cart to settle
+            carts = np.bincount(owner, weights=adds, minlength=n) > 0
+            alive = (ends >= floor) | (carts & (ends + _SESSION_TAIL_US >= floor))
+            adds &= alive[owner]
+            moves[:] = 1.0
+        else:
+            alive = np.ones(n, dtype=bool)
+        live = np.flatnonzero(alive)
 
-        sessions = []
+        sessions: list[_Session | None] = [None] * n
         moved = self._moved
-        for i, (user, country, city, device, move) in enumerate(zip(
-                users.tolist(), countries.tolist(), cities.tolist(), devices.tolist(),
-                moves.tolist(), strict=True)):
+        for i, user, country, city, device, move in zip(
+                live.tolist(), users[live].tolist(), countries[live].tolist(),
+                cities[live].tolist(), devices[live].tolist(), moves[live].tolist(),
+                strict=True):
             city = moved.get(user, city)
             n_cities = len(CITIES[country])
             relocate = move < P_MOVE and n_cities > 1
@@ -427,16 +437,17 @@ class Simulator:
                 moved[user] = city
             session = _Session(user, f"U{user:08d}", session_ids[i], country, city,
                                DEVICES[device])
-            sessions.append(session)
+            sessions[i] = session
             if relocate:
                 t = int(starts[i])
                 at[t // BUCKET_US].append((t, MOVE, session, city, None, None))
 
         times = view_times.tolist()
         product_list = products.tolist()
+        shown = view_times >= floor if warming else slice(None)
         for t, session, product, duration in zip(
-                times, [sessions[i] for i in owner.tolist()], product_list,
-                durations.tolist(), strict=True):
+                view_times[shown].tolist(), [sessions[i] for i in owner[shown].tolist()],
+                products[shown].tolist(), durations[shown].tolist(), strict=True):
             at[t // BUCKET_US].append((t, VIEW, session, product, duration, None))
         events = v
 
@@ -453,7 +464,9 @@ class Simulator:
             i = owners[j] if j >= 0 else -1
             if i != current:
                 if cart:
-                    events += self._finish_cart(ends_list[current], sessions[current],
+                    session = sessions[current]
+                    assert session is not None
+                    events += self._finish_cart(ends_list[current], session,
                                                 int(interests[current]), cart,
                                                 finish[current].tolist())
                 current = i
@@ -461,17 +474,20 @@ class Simulator:
             if j < 0:
                 break
             product = product_list[j]
+            session = sessions[i]
+            assert session is not None
             if product in cart or len(cart) >= MAX_LINES:
                 continue
-            session = sessions[i]
             t = times[j] + seen_list[j]
             quantity = quantity_list[j]
-            at[t // BUCKET_US].append((t, CART, session, product, "add", quantity))
+            if t >= floor:
+                at[t // BUCKET_US].append((t, CART, session, product, "add", quantity))
             events += 1
             if j in update_set:
                 t += gap_list[j]
                 quantity = quantity % MAX_CLEAN_QUANTITY + 1
-                at[t // BUCKET_US].append((t, CART, session, product, "update", quantity))
+                if t >= floor:
+                    at[t // BUCKET_US].append((t, CART, session, product, "update", quantity))
                 events += 1
             cart[product] = quantity
         self._sessions += n
@@ -484,8 +500,10 @@ class Simulator:
         events = 0
         if remove < P_REMOVE:
             product = list(cart)[int(which * len(cart))]
-            self._buckets[t // BUCKET_US].append(
-                (t, CART, session, product, "remove", cart.pop(product)))
+            quantity = cart.pop(product)
+            if t >= self._floor:
+                self._buckets[t // BUCKET_US].append(
+                    (t, CART, session, product, "remove", quantity))
             events += 1
             t += 1_000_000 + int(which * 10_000_000)
         if cart and buy < P_BUY:
@@ -511,6 +529,8 @@ class Simulator:
                      items: list[tuple[int, int]]) -> int:
         """Schedule the purchase of ``items`` (maybe turned into an anomaly); return the
         number of purchase events scheduled."""
+        if t < self._floor:  # bought before the clock started
+            return 1
         r = self._rng.random
         at = self._buckets
         lines = self._clean_lines(items)
