@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import click
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -68,10 +69,28 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def dagster_database_url(db_url: str) -> str:
+    """Dagster's own database (runs, events, schedules) on the platform's PostgreSQL server."""
+    return urlunsplit(urlsplit(db_url)._replace(path="/dagster"))
+
+
+def _dagster_storage_env(db_url: str) -> dict[str, str]:
+    """The variables dagster.yaml reads for its PostgreSQL storage."""
+    parts = urlsplit(dagster_database_url(db_url))
+    return {
+        "DAGSTER_PG_HOST": parts.hostname or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(parts.port or 5432),
+        "DAGSTER_PG_USER": unquote(parts.username or "postgres"),
+        "DAGSTER_PG_PASSWORD": unquote(parts.password or ""),
+        "DAGSTER_PG_DB": "dagster",
+    }
+
+
 def _components(settings: PlatformSettings, runtime: RuntimeSettings, rate: float,
                 without: set[str]) -> list[Component]:
     home = settings.home.resolve()
     dagster_home = home / "dagster"
+    dagster_url = dagster_database_url(settings.db_url)
     wanted = [
         Component("generator", [_bin("globalmart"), "generate", "--rate", f"{rate:g}"],
                   f"{rate:g} events/s into Kafka"),
@@ -84,7 +103,7 @@ def _components(settings: PlatformSettings, runtime: RuntimeSettings, rate: floa
             f"http://127.0.0.1:{runtime.dagster_port}",
             port=runtime.dagster_port, port_variable="GLOBALMART_DAGSTER_PORT",
             health_url=f"http://127.0.0.1:{runtime.dagster_port}/server_info",
-            env={"DAGSTER_HOME": str(dagster_home)},
+            env={"DAGSTER_HOME": str(dagster_home), **_dagster_storage_env(settings.db_url)},
         ),
         Component(
             "api",
@@ -92,6 +111,7 @@ def _components(settings: PlatformSettings, runtime: RuntimeSettings, rate: floa
             f"http://127.0.0.1:{runtime.api_port}/docs  (dashboard: /dashboard)",
             port=runtime.api_port, port_variable="GLOBALMART_API_PORT",
             health_url=f"http://127.0.0.1:{runtime.api_port}/health",
+            env={"GLOBALMART_API_DAGSTER_DATABASE_URL": dagster_url},
         ),
     ]
     return [c for c in wanted if c.name not in without]
@@ -163,6 +183,7 @@ class Platform:
             raise PortInUseError(component.port, component.port_variable, component.name)
         if component.name == "dagster":
             _prepare_dagster_home(Path(component.env["DAGSTER_HOME"]))
+            db.ensure_database(dagster_database_url(self.settings.db_url))
         self.logs.mkdir(parents=True, exist_ok=True)
         component.log_path = self.logs / f"{component.name}.log"
         with open(component.log_path, "ab") as log:
@@ -195,11 +216,12 @@ class Platform:
             self.stop_requested.wait(0.5)
 
     def print_table(self) -> None:
-        width = max(len(name) for name, _, _ in self.rows)
+        name_width = max(len(name) for name, _, _ in self.rows)
+        where_width = max(len(where) for _, where, _ in self.rows)
         click.echo("")
         click.echo("GlobalMart is up. Ctrl-C stops everything.")
         for name, where, detail in self.rows:
-            click.echo(f"  {name:<{width}}  {where}  {detail}")
+            click.echo(f"  {name:<{name_width}}  {where:<{where_width}}  {detail}")
         click.echo("")
 
     def watch(self, components: list[Component]) -> int:
