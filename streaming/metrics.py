@@ -134,7 +134,7 @@ class PipelineMetricsListener(StreamingQueryListener):
         self.db_url = db_url
         self._probe = LogProbe(bootstrap_servers)
         self._rows_written = rows_written
-        self._conn = None
+        self._conn: Any = None
         self._lock = threading.Lock()
         self.snapshots: dict[str, QuerySnapshot] = {}
 
@@ -163,7 +163,7 @@ class PipelineMetricsListener(StreamingQueryListener):
             for source in progress.get("sources") or []:
                 end.update(_offsets(source.get("endOffset")))
             ends = self._probe.end_offsets(sorted(end)) if end else {}
-            name = progress.get("name") or progress.get("id")
+            name = str(progress.get("name") or progress.get("id"))
             rows = progress_rows(progress, ends, self._rows_written(name, int(progress["batchId"])))
             self._write(rows)
             self.snapshots[name] = QuerySnapshot(
