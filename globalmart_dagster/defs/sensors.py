@@ -80,7 +80,7 @@ def days_to_request(cursor: SensorCursor, first_data_day: date | None,
     if start is None or complete_through is None:
         return []
     start = max(start, earliest)
-    days = []
+    days: list[date] = []
     day = start
     while day <= complete_through and len(days) < max_days:
         days.append(day)

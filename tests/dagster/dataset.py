@@ -2,25 +2,29 @@
 writes them: raw-layer Parquet under ``<lake>/raw/<topic>/event_date=YYYY-MM-DD/`` with the schema
 ``streaming.schemas.raw_schema(topic)``, plus the source tables and the stream's ``sales_metrics``.
 
-Events are built deterministically from a seed and validated against the contracts; the
-expected figures the tests assert are computed from these events in the tests themselves.
+Two sources of events: :func:`generated_day` runs the seeded generator's pure simulation
+(``generator.simulate``) over one day and parses its messages with the contracts;
+:func:`build_day` builds a simpler day by hand (fast at benchmark scale). The expected figures
+the tests assert are computed from these events in the tests themselves.
 """
 
 from __future__ import annotations
 
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from random import Random
+from typing import Any
 
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import types as T
 
-from globalmart.contracts import COUNTRIES, INPUT_TOPICS
+from globalmart.contracts import COUNTRIES, INPUT_TOPICS, parse_event
 from streaming.schemas import raw_schema
 
 CATEGORIES = ("Laptops", "Fiction", "Running", "Bedding")
@@ -43,6 +47,47 @@ class Day:
         for event in self.events[topic]:
             seen.setdefault(event["event_id"], event)
         return list(seen.values())
+
+
+def generated_day(day: date, seed: int = 42, users: int = 3000, products: int = 2000,
+                  history_rate: float = 0.15, resend_rate: float = 0.01) -> tuple[Day, Any]:
+    """One UTC day from the generator's simulation (same seed, same events). Returns the day
+    (events parsed and validated by the contracts, re-sent duplicates included, Kafka
+    partitions by key hash and offsets per partition) and a function that writes the
+    generator's source-table records to a database URL."""
+    from generator.catalog import Catalog
+    from generator.simulate import Params, Simulator, to_us
+    from generator.sources import write_records
+
+    start = to_us(datetime.combine(day, time(), tzinfo=UTC))
+    end = start + 86_400_000_000
+    catalog = Catalog(products)
+    simulator = Simulator(catalog, users, Params(start_us=start, history_end_us=end, rate=1.0,
+                                                 history_rate=history_rate,
+                                                 resend_rate=resend_rate), seed)
+    messages = []
+    while simulator.clock < end:
+        _, out = simulator.step()
+        messages += out
+    records = simulator.drain()
+    result = Day(day, events={topic: [] for topic in INPUT_TOPICS})
+    offsets: dict[tuple[str, int], int] = {}
+    for topic, key, value in messages:
+        event = parse_event(topic, value).model_dump()
+        event["event_id"] = str(event["event_id"])
+        partition = zlib.crc32(key) % 3
+        event["kafka_partition"] = partition
+        event["kafka_offset"] = offsets.get((topic, partition), 0)
+        offsets[(topic, partition)] = event["kafka_offset"] + 1
+        event["event_date"] = event["event_time"].astimezone(UTC).date()
+        if event["event_date"] == day:
+            result.events[topic].append(event)
+
+    def write(url: str) -> None:
+        with psycopg.connect(url) as conn:
+            write_records(conn, catalog, records)
+
+    return result, write
 
 
 def _uuid(rng: Random) -> str:
