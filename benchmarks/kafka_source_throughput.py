@@ -3,11 +3,13 @@
 1. Backlog drain: N events already in the four input topics (3 partitions each), read by a
    stream with Trigger.AvailableNow into Spark's ``noop`` sink, with and without
    maxOffsetsPerTrigger. Rows per second = N / wall time of the query (planning included).
-2. Sustained: a producer paces R events/s for T seconds while a stream (processingTime trigger)
-   reads them; per micro-batch the latency from the oldest record's Kafka timestamp to the end
-   of the batch, the lag behind the log end, and whether the stream kept up.
+2. Sustained: for each rate R, a producer paces R events/s for T seconds while a stream
+   (processingTime trigger) reads them into a foreachBatch sink; per micro-batch the latency
+   from the oldest and newest record's Kafka timestamp to the end of the batch, and how long
+   after the last event the stream had read everything; once with one Spark task per Kafka
+   partition (12) and once with maxInputPartitions=2.
 
-Usage: python benchmarks/kafka_source_throughput.py [--backlog 300000] [--rate 10000]
+Usage: python benchmarks/kafka_source_throughput.py [--backlog 300000] [--rates 10000,500]
        [--seconds 20] [--trigger-ms 500] [--repeat 2]
 """
 
@@ -85,7 +87,8 @@ def drain(spark, bootstrap: str, expected: int, limit: int | None) -> tuple[floa
     return seconds, rows, batches
 
 
-def sustained(spark, bootstrap: str, rate: float, seconds: float, trigger_ms: int) -> dict:
+def sustained(spark, bootstrap: str, rate: float, seconds: float, trigger_ms: int,
+              max_input_partitions: int | None) -> dict:
     """Produce at ``rate`` for ``seconds`` while a stream reads; return latency and lag."""
     batches: list[tuple[int, float, float]] = []  # rows, oldest-record latency s, batch end
 
@@ -96,12 +99,14 @@ def sustained(spark, bootstrap: str, rate: float, seconds: float, trigger_ms: in
         if row.n:
             batches.append((row.n, now - row.oldest.timestamp(), now - row.newest.timestamp()))
 
-    query = (spark.readStream.format("globalmart_kafka")
-             .option("kafka.bootstrap.servers", bootstrap)
-             .option("subscribe", ",".join(INPUT_TOPICS))
-             .option("startingOffsets", "latest")
-             .option("maxOffsetsPerTrigger", "100000").load()
-             .writeStream.foreachBatch(record)
+    reader = (spark.readStream.format("globalmart_kafka")
+              .option("kafka.bootstrap.servers", bootstrap)
+              .option("subscribe", ",".join(INPUT_TOPICS))
+              .option("startingOffsets", "latest")
+              .option("maxOffsetsPerTrigger", "100000"))
+    if max_input_partitions:
+        reader = reader.option("maxInputPartitions", str(max_input_partitions))
+    query = (reader.load().writeStream.foreachBatch(record)
              .option("checkpointLocation", tempfile.mkdtemp(prefix="gm-bench-ckpt-"))
              .trigger(processingTime=f"{trigger_ms} milliseconds").start())
     try:
@@ -139,7 +144,8 @@ def sustained(spark, bootstrap: str, rate: float, seconds: float, trigger_ms: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backlog", type=int, default=300_000)
-    parser.add_argument("--rate", type=float, default=10_000)
+    parser.add_argument("--rates", type=lambda text: [float(r) for r in text.split(",")],
+                        default=[10_000.0, 500.0], help="comma-separated events/s to sustain")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--trigger-ms", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=2, help="backlog drains (the first "
@@ -162,9 +168,12 @@ def main() -> None:
                 seconds, rows, count = drain(spark, bootstrap, args.backlog, limit)
                 print(f"run {run}: backlog drain, maxOffsetsPerTrigger={limit}: {rows} rows in "
                       f"{seconds:.1f} s = {rows / seconds:,.0f} rows/s ({count} micro-batches)")
-        result = sustained(spark, bootstrap, args.rate, args.seconds, args.trigger_ms)
-        print(f"sustained {args.rate:,.0f} events/s for {args.seconds:.0f} s "
-              f"(trigger {args.trigger_ms} ms): {json.dumps(result, indent=1)}")
+        for rate in args.rates:
+            for tasks in (None, 2):
+                result = sustained(spark, bootstrap, rate, args.seconds, args.trigger_ms, tasks)
+                print(f"sustained {rate:,.0f} events/s for {args.seconds:.0f} s (trigger "
+                      f"{args.trigger_ms} ms, maxInputPartitions={tasks}): "
+                      f"{json.dumps(result, indent=1)}")
     finally:
         spark.stop()
         broker.stop()

@@ -533,12 +533,16 @@ class KafkaBatchReader(DataSourceReader):
 
 def read_ranges(options: KafkaSourceOptions, ranges: Iterable[OffsetRange]
                 ) -> Iterator[pa.RecordBatch]:
-    """Yield the records of each offset range, in order, as Arrow batches in the source's
-    schema, with one consumer. Records that a reachable broker no longer has (retention, an
-    in-memory broker that restarted) are skipped with a WARNING, or fail the task when
-    ``failOnDataLoss`` is true. While the broker is unreachable the task waits (warning every
+    """Yield the records of the offset ranges (one per Kafka partition, read together by one
+    consumer) as Arrow batches in the source's schema, each range's records in offset order.
+    Records that a reachable broker no longer has (retention, an in-memory broker that
+    restarted) are skipped with a WARNING, or fail the task when ``failOnDataLoss`` is true.
+    While the broker is unreachable the task waits (warning every
     ``kafkaConsumer.pollTimeoutMs``); records the broker has but does not deliver within that
     time fail the task."""
+    pending = {(r.topic, r.partition): _RangeReader(r, options) for r in ranges if r.size > 0}
+    if not pending:
+        return
     consumer = Consumer({
         "isolation.level": "read_uncommitted",  # as LogProbe and Spark's native source
         "bootstrap.servers": options.bootstrap_servers,
@@ -550,68 +554,119 @@ def read_ranges(options: KafkaSourceOptions, ranges: Iterable[OffsetRange]
         "fetch.wait.max.ms": 50,
     }, logger=LibrdkafkaLog())
     try:
-        for part in ranges:
-            consumer.assign([TopicPartition(part.topic, part.partition, part.start)])
-            yield from _consume(consumer, options, part)
+        consumer.assign([TopicPartition(r.part.topic, r.part.partition, r.part.start)
+                         for r in pending.values()])
+        while pending:
+            wanted = sum(r.part.end - r.position for r in pending.values())
+            for message in consumer.consume(min(10_000, wanted), timeout=0.01):
+                reader = pending.get((message.topic() or "", message.partition() or 0))
+                if reader is not None:
+                    reader.take(message)
+                elif message.error() is not None:  # not about one partition: a stall shows
+                    log.debug("%s: %s", SOURCE_NAME, message.error())
+            for key, reader in list(pending.items()):
+                reader.check_progress()
+                if reader.done or reader.buffered >= _ROWS_PER_ARROW_BATCH:
+                    yield from reader.flush()
+                if reader.done:
+                    consumer.pause([TopicPartition(*key)])
+                    del pending[key]
     finally:
         consumer.close()
 
 
-def _consume(consumer: Consumer, options: KafkaSourceOptions, part: OffsetRange
-             ) -> Iterator[pa.RecordBatch]:
-    where = f"{part.topic}[{part.partition}]"
-    columns: dict[str, list[Any]] = _empty_columns()
-    position = part.start
-    wait = options.poll_timeout_ms / 1000
-    deadline = time.monotonic() + wait
-    while position < part.end:
-        batch = consumer.consume(min(10_000, part.end - position), timeout=0.01)
-        if not batch and time.monotonic() > deadline:
-            log_end = _log_end(options, part)
-            if log_end is None:
-                log.warning("%s: Kafka at %s is unreachable while reading %s at offset %d; "
-                            "waiting for it", SOURCE_NAME, options.bootstrap_servers, where,
-                            position)
-                deadline = time.monotonic() + wait
-                continue
-            if log_end > position:
-                raise KafkaSourceError(
-                    f"{SOURCE_NAME}: no record of {where} at offset {position} arrived within "
-                    f"{wait:.0f} s although the log ends at {log_end} (raise "
-                    "kafkaConsumer.pollTimeoutMs?)")
-            _range_lost(options, f"{where}: the log ends at {log_end} but the batch planned "
-                                 f"records up to {part.end}; records [{position}, {part.end}) "
-                                 "are gone (a broker that lost data?)")
-            break
-        for message in batch:
-            error, offset = message.error(), message.offset() or 0
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("%s: reading %s: %s", SOURCE_NAME, where, error)
-                elif offset <= position and _is_past_log_end(options, part, position):
-                    _range_lost(options, f"{where}: the log ends at {offset} but the batch "
-                                         f"planned records up to {part.end}; records "
-                                         f"[{position}, {part.end}) are gone (a broker that "
-                                         "lost data?)")
-                    position = part.end
-                continue
-            if offset < position:
-                continue
-            if offset >= part.end:
-                position = part.end
-                break
-            if offset > position:
-                _range_lost(options, f"{where}: records [{position}, {offset}) are gone "
-                                     "(retention or a broker that lost data); skipped")
-            _append(columns, message)
-            position = offset + 1
-        if batch:
-            deadline = time.monotonic() + wait
-        if len(columns["offset"]) >= _ROWS_PER_ARROW_BATCH:
-            yield _arrow_batch(columns, part)
-            columns = _empty_columns()
-    if columns["offset"]:
-        yield _arrow_batch(columns, part)
+class _RangeReader:
+    """Reading state of one offset range: position, buffered columns, stall deadline."""
+
+    def __init__(self, part: OffsetRange, options: KafkaSourceOptions) -> None:
+        self.part = part
+        self.end = part.end
+        self.options = options
+        self.where = f"{part.topic}[{part.partition}]"
+        self.position = part.start
+        self.columns = _empty_columns()
+        self.wait = options.poll_timeout_ms / 1000
+        self.deadline = time.monotonic() + self.wait
+        self.progressed = False
+
+    @property
+    def done(self) -> bool:
+        return self.position >= self.end
+
+    @property
+    def buffered(self) -> int:
+        return len(self.columns["offset"])
+
+    def take(self, message: Any) -> None:
+        """Keep a record of the range; act on end-of-partition events and gaps."""
+        error, offset = message.error(), message.offset() or 0
+        if error is None and offset == self.position and offset < self.end:
+            _append(self.columns, message)  # the common case: the next record
+            self.position = offset + 1
+            self.progressed = True
+            return
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("%s: reading %s: %s", SOURCE_NAME, self.where, error)
+            elif offset <= self.position and self._past_log_end():
+                self._lost(f"the log ends at {offset} but the batch planned records up to "
+                           f"{self.end}; records [{self.position}, {self.end}) are gone (a "
+                           "broker that lost data?)")
+                self.position = self.end
+            return
+        if offset < self.position or self.done:
+            return
+        if offset >= self.end:
+            self.position = self.end
+            return
+        self._lost(f"records [{self.position}, {offset}) are gone (retention or a broker "
+                   "that lost data); skipped")
+        _append(self.columns, message)
+        self.position = offset + 1
+        self.progressed = True
+
+    def check_progress(self) -> None:
+        """After ``wait`` without a record, ask the broker where the log ends: wait on while
+        it is unreachable, skip what it no longer has, fail if it has records it does not
+        deliver."""
+        if self.progressed:
+            self.progressed = False
+            self.deadline = time.monotonic() + self.wait
+        if self.done or time.monotonic() <= self.deadline:
+            return
+        log_end = _log_end(self.options, self.part)
+        self.deadline = time.monotonic() + self.wait
+        if log_end is None:
+            log.warning("%s: Kafka at %s is unreachable while reading %s at offset %d; "
+                        "waiting for it", SOURCE_NAME, self.options.bootstrap_servers,
+                        self.where, self.position)
+        elif log_end > self.position:
+            raise KafkaSourceError(
+                f"{SOURCE_NAME}: no record of {self.where} at offset {self.position} arrived "
+                f"within {self.wait:.0f} s although the log ends at {log_end} (raise "
+                "kafkaConsumer.pollTimeoutMs?)")
+        else:
+            self._lost(f"the log ends at {log_end} but the batch planned records up to "
+                       f"{self.part.end}; records [{self.position}, {self.part.end}) are gone "
+                       "(a broker that lost data?)")
+            self.position = self.part.end
+
+    def flush(self) -> Iterator[pa.RecordBatch]:
+        """The buffered records as one Arrow batch (nothing if none)."""
+        if self.buffered:
+            batch = _arrow_batch(self.columns, self.part)
+            self.columns = _empty_columns()
+            yield batch
+
+    def _past_log_end(self) -> bool:
+        log_end = _log_end(self.options, self.part)
+        return log_end is not None and log_end <= self.position
+
+    def _lost(self, detail: str) -> None:
+        if self.options.fail_on_data_loss:
+            raise KafkaSourceError(f"{SOURCE_NAME}: {self.where}: {detail}; failing because "
+                                   "failOnDataLoss is true")
+        log.warning("%s: %s: %s", SOURCE_NAME, self.where, detail)
 
 
 def _log_end(options: KafkaSourceOptions, part: OffsetRange) -> int | None:
@@ -626,18 +681,6 @@ def _log_end(options: KafkaSourceOptions, part: OffsetRange) -> int | None:
         if part.partition not in present.get(part.topic, []):
             return 0
         return probe.end_offsets([key]).get(key)
-
-
-def _is_past_log_end(options: KafkaSourceOptions, part: OffsetRange,
-                     position: int) -> bool:
-    log_end = _log_end(options, part)
-    return log_end is not None and log_end <= position
-
-
-def _range_lost(options: KafkaSourceOptions, detail: str) -> None:
-    if options.fail_on_data_loss:
-        raise KafkaSourceError(f"{SOURCE_NAME}: {detail}; failing because failOnDataLoss is true")
-    log.warning("%s: %s", SOURCE_NAME, detail)
 
 
 def _empty_columns() -> dict[str, list[Any]]:
