@@ -3,6 +3,10 @@
 Keys are the full query: prefix + path + sorted query parameters. Every Redis call has a short
 socket timeout; after a failure the cache is skipped for ``retry_seconds`` so a dead Redis costs
 at most one short timeout per back-off period, and the API keeps answering from PostgreSQL.
+
+In front of Redis, each process keeps what it read or wrote for ``local_seconds`` (about a
+second): a hot dashboard query is then answered without a Redis round trip, and the answers
+are at most that much older than Redis's.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
+_LOCAL_ENTRIES = 1024
+
 
 def cache_key(prefix: str, path: str, params: Iterable[tuple[str, str]]) -> str:
     """The cache key of a request: path plus its query parameters in sorted order."""
@@ -27,9 +33,12 @@ def cache_key(prefix: str, path: str, params: Iterable[tuple[str, str]]) -> str:
 class ResponseCache:
     """Get and set serialised responses; failures are logged once and then skipped."""
 
-    def __init__(self, url: str, prefix: str, timeout: float, retry_seconds: float) -> None:
+    def __init__(self, url: str, prefix: str, timeout: float, retry_seconds: float,
+                 local_seconds: float = 0.0) -> None:
         self.prefix = prefix
         self.retry_seconds = retry_seconds
+        self._local_seconds = local_seconds
+        self._local: dict[str, tuple[float, bytes]] = {}
         self._client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout,
             retry_on_timeout=False, health_check_interval=0,
@@ -47,8 +56,19 @@ class ResponseCache:
                         exc, self.retry_seconds)
         self._down_until = time.monotonic() + self.retry_seconds
 
+    def _remember(self, key: str, body: bytes, ttl: float) -> None:
+        seconds = min(self._local_seconds, ttl)
+        if seconds <= 0:
+            return
+        if len(self._local) >= _LOCAL_ENTRIES:
+            self._local.clear()
+        self._local[key] = (time.monotonic() + seconds, body)
+
     async def get(self, key: str) -> bytes | None:
         """The cached body, or None on a miss or when Redis is down."""
+        local = self._local.get(key)
+        if local is not None and local[0] > time.monotonic():
+            return local[1]
         if not self.available:
             return None
         try:
@@ -56,11 +76,18 @@ class ResponseCache:
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return None
-        return value if isinstance(value, bytes) else None
+        if not isinstance(value, bytes):
+            return None
+        self._remember(key, value, self._local_seconds)
+        return value
 
     async def set(self, key: str, body: bytes, ttl: float) -> None:
-        """Store a body for ``ttl`` seconds (no-op when ttl is 0 or Redis is down)."""
-        if ttl <= 0 or not self.available:
+        """Store a body for ``ttl`` seconds (no-op when ttl is 0; local only when Redis is
+        down)."""
+        if ttl <= 0:
+            return
+        self._remember(key, body, ttl)
+        if not self.available:
             return
         try:
             await self._client.set(key, body, px=int(ttl * 1000))

@@ -33,6 +33,10 @@ class ApiSettings(BaseSettings):
     )
     cache_ttl_seconds: float = Field(default=5.0, ge=0, description="TTL of real-time answers.")
     mart_cache_ttl_seconds: float = Field(default=60.0, ge=0, description="TTL of mart answers.")
+    local_cache_seconds: float = Field(
+        default=1.0, ge=0,
+        description="Each process also keeps answers this long in memory (0: Redis only).",
+    )
     cache_prefix: str = Field(default="globalmart:api:", description="Prefix of the cache keys.")
     redis_timeout_seconds: float = Field(
         default=0.25, gt=0, description="Socket timeout of cache calls: a dead Redis costs this."

@@ -66,7 +66,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
         await pool.open(wait=False)  # a database that is down now must not stop liveness
         cache = ResponseCache(settings.redis_url, settings.cache_prefix,
-                              settings.redis_timeout_seconds, settings.redis_retry_seconds)
+                              settings.redis_timeout_seconds, settings.redis_retry_seconds,
+                              settings.local_cache_seconds)
         app.state.settings = settings
         app.state.pool = pool
         app.state.cache = cache

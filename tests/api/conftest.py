@@ -60,7 +60,9 @@ def cache_prefix(redis_url: str) -> Iterator[str]:
 
 def make_settings(db_url: str, redis_url: str, prefix: str, kafka: str = "127.0.0.1:1",
                   **overrides) -> ApiSettings:
-    """Settings pointing at the given services."""
+    """Settings pointing at the given services (without the in-process tier of the cache,
+    unless asked, so that tests see Redis itself)."""
+    overrides.setdefault("local_cache_seconds", 0)
     platform = PlatformSettings(database_url=db_url, redis_url=redis_url,
                                 kafka_bootstrap_servers=kafka)
     return ApiSettings(platform=platform, cache_prefix=prefix, **overrides)

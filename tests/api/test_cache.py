@@ -36,6 +36,19 @@ def test_second_request_is_served_from_redis(client, redis_url, cache_prefix):
     stored.close()
 
 
+def test_in_process_tier_answers_without_redis(served, redis_url, cache_prefix, api_key):
+    settings = make_settings(served.url, redis_url, cache_prefix, local_cache_seconds=30)
+    path = "/api/v1/sales/summary"
+    with TestClient(create_app(settings), headers={"X-API-Key": api_key}) as client:
+        first = client.get(path)
+        stored = redis.Redis.from_url(redis_url)
+        stored.delete(f"{cache_prefix}{path}")  # Redis forgets; the process still knows
+        stored.close()
+        second = client.get(path)
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+    assert second.content == first.content
+
+
 def test_redis_down_still_answers_from_postgres(served, cache_prefix, api_key):
     settings = make_settings(served.url, "redis://127.0.0.1:1/0", cache_prefix)
     with TestClient(create_app(settings), headers={"X-API-Key": api_key}) as client:
