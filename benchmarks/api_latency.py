@@ -1,8 +1,9 @@
 """API throughput and latency: /monitoring/dashboard and /sales/metrics, cached and uncached,
 beside a trivial endpoint (/health, the ceiling), one uvicorn worker.
 
-Two servers run as subprocesses over the same loaded database: one caching answers in Redis
-(TTL 60 s), one with caching off (TTL 0: every request reads PostgreSQL). Two load shapes, each
+Three servers run as subprocesses over the same loaded database: "cached" as configured by
+default (Redis, TTL 60 s here, plus the one-second in-process tier), "redis" (Redis only, no
+in-process tier) and "uncached" (TTL 0: every request reads PostgreSQL). Two load shapes, each
 from a separate process on loopback:
 
 * closed loop (wrk, 8 connections, 10 s): the most requests/s one worker serves, with wrk's
@@ -64,11 +65,13 @@ def load_dataset(url: str, transactions: int) -> None:
     module.load(url, module.build(datetime.now(UTC), n_transactions=transactions))
 
 
-def start_server(db_url: str, prefix: str, ttl: float) -> tuple[subprocess.Popen, str]:
+def start_server(db_url: str, prefix: str, ttl: float,
+                 local: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "GLOBALMART_DATABASE_URL": db_url, "GLOBALMART_REDIS_URL": REDIS_URL,
            "GLOBALMART_API_CACHE_PREFIX": prefix, "GLOBALMART_API_CACHE_TTL_SECONDS": str(ttl),
-           "GLOBALMART_API_MART_CACHE_TTL_SECONDS": str(ttl)}
+           "GLOBALMART_API_MART_CACHE_TTL_SECONDS": str(ttl),
+           "GLOBALMART_API_LOCAL_CACHE_SECONDS": str(local)}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--host",
          "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log",
@@ -187,17 +190,17 @@ def main() -> None:
         with psycopg.connect(db_url) as conn:
             windows = conn.execute("SELECT count(*) FROM sales_metrics").fetchone()[0]
         key = create_key(db_url, "bench")
-        cached_proc, cached = start_server(db_url, prefix, ttl=60)
-        uncached_proc, uncached = start_server(db_url, prefix, ttl=0)
-        servers += [cached_proc, uncached_proc]
+        modes: dict[str, str] = {}
+        for mode, ttl, local in (("cached", 60, 1), ("redis", 60, 0), ("uncached", 0, 0)):
+            process, modes[mode] = start_server(db_url, prefix, ttl=ttl, local=local)
+            servers.append(process)
         print(f"dataset: {args.transactions} transactions, {windows} sales_metrics windows; "
               f"one uvicorn worker per server; {os.cpu_count()} CPUs shared with the client")
         print(f"{'endpoint':28} {'mode':9} {'closed loop (wrk -c8)':>30}   "
               f"{'open loop at ' + str(int(args.rate)) + ' req/s':>30}")
         for label, path in ENDPOINTS.items():
-            modes = [("—", cached)] if path == "/health" else [("cached", cached),
-                                                               ("uncached", uncached)]
-            for mode, base in modes:
+            chosen = {"—": modes["cached"]} if path == "/health" else modes
+            for mode, base in chosen.items():
                 rps, p50, p99 = wrk(base + path, key, args.seconds)
                 runs = sorted((open_loop(base + path, key, args.rate, args.seconds)
                                for _ in range(args.runs)), key=lambda run: run[2])
