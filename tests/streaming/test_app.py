@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from decimal import Decimal
 
 import psycopg
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from globalmart.contracts import ALERTS_TOPIC, Alert
 from globalmart.kafka import ensure_topics
 from globalmart.settings import PlatformSettings
 from streaming.app import serve
@@ -81,6 +83,18 @@ def test_events_flow_into_every_table_and_the_raw_layer(spark, make_database, br
     # 11 units scores 0.55, below the alert threshold; the mismatch scores 1.0
     assert query("SELECT alert_type FROM alerts ORDER BY 1") == [
         ("anomaly_total_mismatch",), ("stock_low",)]
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "alerts-check",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(ALERTS_TOPIC, p, OFFSET_BEGINNING) for p in range(3)])
+    published: set[str] = set()
+    deadline = time.monotonic() + 30
+    while len(published) < 2 and time.monotonic() < deadline:
+        for message in consumer.consume(10, timeout=0.2):
+            if message.error() is None:
+                published.add(Alert.model_validate_json(message.value()).alert_type)
+    consumer.close()
+    assert published == {"anomaly_total_mismatch", "stock_low"}
 
     raw = spark.read.parquet(raw_path(platform.lake, "transactions"))
     assert raw.count() == 3
