@@ -7,6 +7,7 @@ wall clock (a window leaves when its end has passed, so events are at most 0.2 s
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -154,6 +155,7 @@ def run(settings: GeneratorSettings, *, stop: threading.Event | None = None,
         except (ConnectionError, RuntimeError) as exc:
             raise GeneratorError(str(exc)) from exc
     sim = build_simulator(settings, datetime.fromtimestamp(clock(), UTC), catalog)
+    gc.freeze()  # the world lives as long as the run: keep it out of the collector's scans
     producer = EventProducer(servers, compression=settings.compression,
                              linger_ms=settings.linger_ms)
     progress = _Progress(echo, settings.progress_interval)

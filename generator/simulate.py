@@ -2,16 +2,20 @@
 
 Pure: no I/O, no wall clock. A :class:`Simulator` advances a simulated clock (integer
 microseconds since the epoch) window by window; each :meth:`Simulator.step` returns the Kafka
-messages (topic, key, JSON bytes) of the events whose time falls in the window, in time order,
-and accumulates the records the source tables need (new customers and products, customer moves,
-the ground truth of anomalies). The same seed gives the same messages, byte for byte.
+messages (topic, key, JSON bytes) of the events whose time falls in the window, each topic's in
+time order, and accumulates the records the source tables need (new customers and products,
+customer moves, the ground truth of anomalies). The same seed gives the same messages, byte for
+byte.
 
 How it works: sessions start at a rate that follows the target events/s (shaped by hour of day
-and day of week in the history). A new session schedules all of its events at once in a
-calendar of 100 ms buckets (views, cart adds/updates/removes, maybe a purchase). Emitting a
-window pops its buckets, sorts them by time and turns each event into JSON; everything that
-depends on order is decided there, in event-time order: stock (a line never sells more than is
-in stock; low stock schedules a restock), the rapid-fire guard, and the anomaly ground truth.
+and day of week in the history). Sessions are drawn in batches with numpy (user, device,
+interest, views with their products and durations, cart decisions), and schedule all their
+events at once: product views (80 % of the traffic) in time-sorted numpy chunks, everything
+else (cart adds/updates/removes, purchases, later restocks) in a calendar of 100 ms buckets.
+Emitting a window takes the views due and pops its buckets; views become JSON in bulk, the rest
+one by one in event-time order, because that is where order matters: stock (a line never sells
+more than is in stock; low stock schedules a restock), the rapid-fire guard, and the anomaly
+ground truth.
 
 The ground truth is computed by applying the streaming rules to every transaction emitted
 (see :data:`RULES`), so it matches them exactly; clean transactions are built never to trip a
@@ -59,6 +63,7 @@ HISTORY_WINDOW_EVENTS = 5_000  # history windows hold about this many events
 MAX_HISTORY_WINDOW_US = 300_000_000
 WARMUP_EVENTS = 2_000_000  # sessions already running when the clock starts (up to 10 min)
 MAX_WARMUP_US = 600_000_000
+_MAX_VIEW_CHUNKS = 64  # merge the scheduled-view chunks beyond this many
 _SESSION_TAIL_US = 300_000_000  # a session's last event is at most this long after its views
 DAY_US = 86_400_000_000
 
@@ -87,7 +92,7 @@ _QUANTITY_CUM = cumulative([70, 22, 8])  # 1, 2 or 3 units per cart add
 EVENTS_PER_SESSION_GUESS = 4.2  # until the simulation has measured its own
 
 # Calendar event kinds and purchase kinds.
-VIEW, CART, PURCHASE, STOCK, MOVE = range(5)
+CART, PURCHASE, STOCK, MOVE = range(4)  # kinds of calendar entries (views live apart)
 CLEAN, BURST, HIGH_VALUE, UNUSUAL_QUANTITY, TOTAL_MISMATCH = range(5)
 _INJECTED = (BURST, HIGH_VALUE, UNUSUAL_QUANTITY, TOTAL_MISMATCH)
 
@@ -197,6 +202,64 @@ class Counts:
         return sum(self.events.values())
 
 
+class _Views:
+    """Scheduled product views, sorted by time: parallel arrays (time, user, product,
+    duration, session) and how many were already emitted."""
+
+    __slots__ = ("done", "duration", "product", "session", "t", "user")
+
+    def __init__(self, t: np.ndarray, user: np.ndarray, product: np.ndarray,
+                 duration: np.ndarray, session: np.ndarray) -> None:
+        self.t, self.user, self.product = t, user, product
+        self.duration, self.session = duration, session
+        self.done = 0
+
+    def part(self, lo: int, hi: int) -> _Views:
+        return _Views(self.t[lo:hi], self.user[lo:hi], self.product[lo:hi],
+                      self.duration[lo:hi], self.session[lo:hi])
+
+    @classmethod
+    def merge(cls, parts: list[_Views]) -> _Views:
+        """One chunk, sorted by time (stable: ties keep the parts' order)."""
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            empty = np.empty(0, dtype=np.int64)
+            return cls(empty, empty, empty, empty, np.empty(0, dtype=object))
+        t = np.concatenate([p.t for p in parts])
+        order = np.argsort(t, kind="stable")
+        return cls(t[order], *(np.concatenate([getattr(p, name) for p in parts])[order]
+                               for name in ("user", "product", "duration", "session")))
+
+    def head(self, n: int) -> _Views:
+        return self.part(0, n)
+
+
+def _first_seen(seen: np.ndarray, ids: np.ndarray) -> list[int]:
+    """The ids not seen before (marking them seen), in order of first appearance."""
+    fresh = ids[seen[ids] == 0]
+    if not len(fresh):
+        return []
+    unique, first = np.unique(fresh, return_index=True)
+    seen[unique] = 1
+    return unique[np.argsort(first)].tolist()
+
+
+def _first_events(views: _Views, pending: list[tuple], budget: int) -> tuple[_Views, list]:
+    """At most ``budget`` events, the earliest (views first among equal times)."""
+    if len(views.t) + len(pending) <= budget:
+        return views, pending
+    if budget <= 0:
+        return views.head(0), []
+    times = np.concatenate([views.t, np.fromiter(map(itemgetter(0), pending), dtype=np.int64,
+                                                 count=len(pending))])
+    kinds = np.concatenate([np.zeros(len(views.t), dtype=np.int8),
+                            np.ones(len(pending), dtype=np.int8)])
+    chosen = np.lexsort((kinds, times))[:budget]
+    n_views = int(np.count_nonzero(chosen < len(views.t)))
+    return views.head(n_views), pending[:budget - n_views]
+
+
 class _Session:
     """One visit: who, where, on which device, and JSON fragments reused by its events."""
 
@@ -239,6 +302,9 @@ class Simulator:
         self._floor = self.clock  # nothing happens before the clock starts
         self._user_seen = bytearray(users)
         self._product_seen = bytearray(catalog.size)
+        self._user_flags = np.frombuffer(self._user_seen, dtype=np.uint8)  # same memory
+        self._product_flags = np.frombuffer(self._product_seen, dtype=np.uint8)
+        self._views: list[_Views] = []  # scheduled product views, in chunks sorted by time
         self._moved: dict[int, int] = {}
         self._stock: dict[int, int] = {}
         self._restocking: set[int] = set()
@@ -296,7 +362,8 @@ class Simulator:
 
     # ---------------------------------------------------------------- the public step
     def step(self, limit: int | None = None) -> tuple[int, list[Message]]:
-        """Advance one window; return its end (µs) and its messages in event-time order.
+        """Advance one window; return its end (µs) and its messages, each topic's in
+        event-time order (resends of the previous window first).
 
         ``limit`` stops emitting once that many valid events have been emitted in total.
         """
@@ -312,10 +379,14 @@ class Simulator:
             if bucket:
                 pending += bucket
         pending.sort(key=itemgetter(0))
+        views = self._take_views(end)
+        if limit is not None:
+            views, pending = _first_events(views, pending, limit - self.counts.valid)
         out: list[Message] = self._resend_queue
         self.counts.resends += len(out)
         self._resend_queue = []
-        self._emit(pending, out, limit)
+        self._emit_views(views, out)
+        self._emit(pending, out)
         self.clock = end
         if end >= self._next_sweep:
             self._sweep_recent(end)
@@ -444,11 +515,13 @@ class Simulator:
 
         times = view_times.tolist()
         product_list = products.tolist()
-        shown = view_times >= floor if warming else slice(None)
-        for t, session, product, duration in zip(
-                view_times[shown].tolist(), [sessions[i] for i in owner[shown].tolist()],
-                products[shown].tolist(), durations[shown].tolist(), strict=True):
-            at[t // BUCKET_US].append((t, VIEW, session, product, duration, None))
+        shown = np.flatnonzero(view_times >= floor) if warming else np.arange(v)
+        shown = shown[np.argsort(view_times[shown], kind="stable")]
+        session_array = np.empty(n, dtype=object)
+        session_array[:] = sessions
+        who = owner[shown]
+        self._views.append(_Views(view_times[shown], users[who], products[shown],
+                                  durations[shown], session_array[who]))
         events = v
 
         # Carts: only the sessions that put something in one.
@@ -603,8 +676,50 @@ class Simulator:
         return result
 
     # ---------------------------------------------------------------- emission
-    def _emit(self, pending: list[tuple], out: list[Message], limit: int | None) -> None:
-        """Turn the window's events (sorted by time) into messages."""
+    def _take_views(self, end: int) -> _Views:
+        """The scheduled views before ``end``, sorted by time, out of the chunks."""
+        parts = []
+        kept = []
+        for chunk in self._views:
+            stop = int(np.searchsorted(chunk.t, end, side="left"))
+            if stop > chunk.done:
+                parts.append(chunk.part(chunk.done, stop))
+                chunk.done = stop
+            if chunk.done < len(chunk.t):
+                kept.append(chunk)
+        if len(kept) > _MAX_VIEW_CHUNKS:
+            kept = [_Views.merge([c.part(c.done, len(c.t)) for c in kept])]
+        self._views = kept
+        return _Views.merge(parts)
+
+    def _emit_views(self, views: _Views, out: list[Message]) -> None:
+        """Product views as messages (vectorised where it pays), with their source records."""
+        n = len(views.t)
+        if not n:
+            return
+        heads = self.catalog.json_head
+        values = [
+            f'{head}{s.person},{heads[p]},"duration_seconds":{d},{s.view_tail}'.encode()
+            for head, s, p, d in zip(self._prefixes(views.t), views.session.tolist(),
+                                     views.product.tolist(), views.duration.tolist(),
+                                     strict=True)
+        ]
+        keys = [s.key for s in views.session.tolist()]
+        out += zip([PRODUCT_VIEWS] * n, keys, values, strict=True)
+        self.counts.events[PRODUCT_VIEWS] += n
+        self.records.new_customers += _first_seen(self._user_flags, views.user)
+        self.records.new_products += _first_seen(self._product_flags, views.product)
+        params = self.params
+        if params.malformed_rate:
+            for i in np.flatnonzero(self._np.random(n) < params.malformed_rate).tolist():
+                out.append(self._malformed(PRODUCT_VIEWS, keys[i], values[i]))
+                self.counts.malformed += 1
+        if params.resend_rate:
+            for i in np.flatnonzero(self._np.random(n) < params.resend_rate).tolist():
+                self._resend_queue.append((PRODUCT_VIEWS, keys[i], values[i]))
+
+    def _emit(self, pending: list[tuple], out: list[Message]) -> None:
+        """Turn the window's other events (sorted by time) into messages."""
         n = len(pending)
         if not n:
             return
@@ -612,30 +727,18 @@ class Simulator:
         prefixes = self._prefixes(np.fromiter(map(itemgetter(0), pending), dtype=np.int64,
                                               count=n))
         cat = self.catalog
-        heads = cat.json_head
         ids = cat.id_str
         user_seen = self._user_seen
         product_seen = self._product_seen
         new_customers = self.records.new_customers
         new_products = self.records.new_products
         counts = self.counts
-        views = carts = others = 0
+        carts = 0
         malformed_rate = self.params.malformed_rate
         resend_rate = self.params.resend_rate
         append = out.append
-        budget = limit - counts.valid if limit is not None else -1
         for (t, kind, session, a, b, c), head in zip(pending, prefixes, strict=True):
-            if budget == 0:
-                break
-            if kind == VIEW:
-                message = (PRODUCT_VIEWS, session.key, (
-                    f'{head}{session.person},{heads[a]},"duration_seconds":{b},'
-                    f'{session.view_tail}').encode())
-                views += 1
-                if not product_seen[a]:
-                    product_seen[a] = 1
-                    new_products.append(a)
-            elif kind == CART:
+            if kind == CART:
                 message = (CART_EVENTS, session.key, (
                     f'{head}{session.person},"product_id":"{ids[a]}","action":"{b}",'
                     f'"quantity":{c}}}').encode())
@@ -647,12 +750,10 @@ class Simulator:
                 message = self._transaction(t, head, session, a, b, c)
                 if message is None:
                     continue
-                others += 1
             elif kind == STOCK:
                 message = self._stock_event(head, a, b, c)
                 if message is None:
                     continue
-                others += 1
             else:  # MOVE: no message, the source table learns it
                 self._customer_seen(session.user)
                 self.records.customer_moves.append((session.user, a, t))
@@ -661,13 +762,11 @@ class Simulator:
                 user_seen[session.user] = 1
                 new_customers.append(session.user)
             append(message)
-            budget -= 1
             if malformed_rate and r() < malformed_rate:
                 append(self._malformed(*message))
                 counts.malformed += 1
             if resend_rate and r() < resend_rate:
                 self._resend_queue.append(message)
-        counts.events[PRODUCT_VIEWS] += views
         counts.events[CART_EVENTS] += carts
 
     def _customer_seen(self, user: int) -> None:
