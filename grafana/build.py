@@ -270,14 +270,16 @@ def pipeline() -> dict[str, Any]:
     b.add("timeseries", "Ingestion rate per topic",
           "SELECT time, topic AS metric, max(records) / 60.0 AS value FROM (SELECT "
           "$__timeGroupAlias(processed_at, '1m'), topic, query_name, sum(input_rows) AS records "
-          "FROM pipeline_metrics WHERE $__timeFilter(processed_at) GROUP BY 1, 2, 3) per_query "
+          "FROM pipeline_metrics WHERE $__timeFilter(processed_at) AND topic <> '*' "
+          "GROUP BY 1, 2, 3) per_query "
           "GROUP BY 1, 2 ORDER BY 1", w=12, h=8, fmt="time_series", unit="suffix: rec/s",
           options=LEGEND,
           description="Records read per second from each topic (the busiest query reading it).")
     b.add("timeseries", "Consumer lag per topic",
           "SELECT $__timeGroupAlias(processed_at, '1m'), topic AS metric, max(lag_records) "
-          "AS value FROM pipeline_metrics WHERE $__timeFilter(processed_at) GROUP BY 1, 2 "
-          "ORDER BY 1", w=12, h=8, fmt="time_series", unit="short", options=LEGEND,
+          "AS value FROM pipeline_metrics WHERE $__timeFilter(processed_at) AND topic <> '*' "
+          "GROUP BY 1, 2 ORDER BY 1", w=12, h=8, fmt="time_series", unit="short",
+          options=LEGEND,
           description="Records behind the log end at each micro-batch.")
     b.add("timeseries", "Batch duration per query",
           "SELECT $__timeGroupAlias(processed_at, '1m'), query_name AS metric, "
@@ -285,10 +287,12 @@ def pipeline() -> dict[str, Any]:
           "$__timeFilter(processed_at) GROUP BY 1, 2 ORDER BY 1", w=12, h=8,
           fmt="time_series", unit="ms", options=LEGEND)
     b.add("timeseries", "Processing rate per query",
-          "SELECT $__timeGroupAlias(processed_at, '1m'), query_name AS metric, "
-          "avg(processed_rows_per_second) AS value FROM pipeline_metrics WHERE "
-          "$__timeFilter(processed_at) GROUP BY 1, 2 ORDER BY 1", w=12, h=8,
-          fmt="time_series", unit="suffix: rows/s", options=LEGEND)
+          "SELECT time, query_name AS metric, avg(rate) AS value FROM (SELECT "
+          "$__timeGroupAlias(processed_at, '1m'), query_name, batch_id, "
+          "sum(processed_rows_per_second) AS rate FROM pipeline_metrics WHERE "
+          "$__timeFilter(processed_at) GROUP BY 1, 2, 3) per_batch GROUP BY 1, 2 ORDER BY 1",
+          w=12, h=8, fmt="time_series", unit="suffix: rows/s", options=LEGEND,
+          description="Rows processed per second by each query (its topics' shares added up).")
     b.add("stat", "Dead letters", "SELECT count(*) AS rejected FROM dead_letter "
           "WHERE $__timeFilter(rejected_at)", w=6, h=5, unit="short", options=STAT,
           description="Input records rejected by validation in the time range.")

@@ -56,11 +56,11 @@ FROM orders
 _TOPICS = """
 WITH per_query AS (
     SELECT topic, query_name, sum(input_rows) AS records, max(processed_at) AS last_batch_at
-    FROM public.pipeline_metrics WHERE processed_at >= %(since)s
+    FROM public.pipeline_metrics WHERE processed_at >= %(since)s AND topic <> '*'
     GROUP BY topic, query_name
 ), latest AS (
     SELECT DISTINCT ON (topic, query_name) topic, query_name, lag_records
-    FROM public.pipeline_metrics WHERE processed_at >= %(since)s
+    FROM public.pipeline_metrics WHERE processed_at >= %(since)s AND topic <> '*'
     ORDER BY topic, query_name, processed_at DESC, batch_id DESC
 )
 SELECT p.topic, max(p.records) AS records, max(l.lag_records) AS lag_records,

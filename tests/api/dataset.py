@@ -202,6 +202,9 @@ def build(now: datetime | None = None, seed: int = 7, n_transactions: int = 600)
                 data.pipeline.append((query, batch_id, topic, processed, rows, rows / 30.0,
                                       rows / 2.0, rng.randint(200, 3000), rng.randint(0, 500),
                                       rows, processed - timedelta(seconds=2)))
+    # A query whose batch read nothing reports the topic "*" (no offsets): not a topic.
+    data.pipeline.append(("idle", 1, "*", now - timedelta(minutes=2), 0, 0.0, 0.0, 15, 0, 0,
+                          None))
     for i, minutes in enumerate([1, 3, 50, 200]):
         data.dead_letters.append(("transactions", 0, i, "invalid JSON", "{bad",
                                   now - timedelta(minutes=minutes)))

@@ -62,7 +62,7 @@ def test_pipeline_rates_lag_and_freshness(client, served):
         assert item["records"] == records
         assert item["records_per_second"] == pytest.approx(records / 600, abs=0.01)
         assert item["lag_records"] == max(lag for (t, _), (_, lag) in latest.items() if t == topic)
-    assert {q["query_name"] for q in body["queries"]} == {"sales", "raw_sink"}
+    assert {q["query_name"] for q in body["queries"]} == {"sales", "raw_sink", "idle"}
     tables = {t["table"]: t for t in body["tables"]}
     assert tables["marts.customer_rfm_analysis"]["rows"] == len(expect.latest(data.rfm))
     assert tables["order_metrics"]["data_as_of"] is not None
