@@ -249,17 +249,22 @@ def realtime() -> dict[str, Any]:
 FRESHNESS_SQL = " UNION ALL ".join(
     f"SELECT '{name}' AS source, {kind} AS kind, {expr} AS data_as_of FROM {table}"
     for name, kind, expr, table in (
-        ("sales_metrics", "'real-time'", "max(window_end)", "sales_metrics"),
-        ("order_metrics", "'real-time'", "max(window_end)", "order_metrics"),
+        ("sales_metrics", "'real-time'", "LEAST(max(window_end), max(updated_at))",
+         "sales_metrics"),
+        ("order_metrics", "'real-time'", "LEAST(max(window_end), max(updated_at))",
+         "order_metrics"),
         ("transaction_anomalies", "'real-time'", "max(detected_at)", "transaction_anomalies"),
         ("inventory_status", "'real-time'", "max(updated_at)", "inventory_status"),
         ("session_metrics", "'real-time'", "max(updated_at)", "session_metrics"),
         ("alerts", "'real-time'", "max(created_at)", "alerts"),
-        ("customer_rfm_analysis", "'mart'", "(max(analysis_date) + 1)::timestamptz",
+        ("customer_rfm_analysis", "'mart'",
+         "LEAST((max(analysis_date) + 1)::timestamp AT TIME ZONE 'UTC', now())",
          "marts.customer_rfm_analysis"),
-        ("product_performance", "'mart'", "(max(analysis_date) + 1)::timestamptz",
+        ("product_performance", "'mart'",
+         "LEAST((max(analysis_date) + 1)::timestamp AT TIME ZONE 'UTC', now())",
          "marts.product_performance"),
-        ("sales_trends", "'mart'", "(max(date) + 1)::timestamptz", "marts.sales_trends"),
+        ("sales_trends", "'mart'", "LEAST((max(date) FILTER (WHERE trend_type = 'daily') + 1)"
+         "::timestamp AT TIME ZONE 'UTC', now())", "marts.sales_trends"),
     )
 )
 
