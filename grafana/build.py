@@ -218,7 +218,8 @@ def realtime() -> dict[str, Any]:
           "session_end >= now() - interval '24 hours' AND cart_adds > 0), 0) AS rate",
           w=6, h=4, unit="percentunit", options=STAT)
     b.add("stat", "Low-stock products",
-          "SELECT count(*) AS products FROM inventory_status WHERE status <> 'ok'",
+          "SELECT count(*) AS products FROM inventory_status "
+          "WHERE status IN ('low', 'critical', 'out')",
           w=6, h=4, unit="short", options=STAT)
     b.add("timeseries", "Sales per minute",
           "SELECT $__timeGroupAlias(window_start, '1m'), sum(revenue) AS revenue FROM "
@@ -235,8 +236,8 @@ def realtime() -> dict[str, Any]:
           "ORDER BY detected_at DESC LIMIT 50", w=12, h=8, options=TABLE)
     b.add("table", "Low stock",
           "SELECT product_id, product_name, category, current_stock, status, updated_at "
-          "FROM inventory_status WHERE status <> 'ok' ORDER BY current_stock, product_id "
-          "LIMIT 50", w=12, h=9, options=TABLE)
+          "FROM inventory_status WHERE status IN ('low', 'critical', 'out') "
+          "ORDER BY current_stock, product_id LIMIT 50", w=12, h=9, options=TABLE)
     b.add("table", "Alerts",
           "SELECT created_at, severity, alert_type, entity_id, message FROM alerts "
           "WHERE $__timeFilter(created_at) ORDER BY created_at DESC LIMIT 50", w=12, h=9,

@@ -47,7 +47,8 @@ SELECT orders.orders, orders.revenue,
          WHERE detected_at >= %(today)s) AS anomalies,
        (SELECT count(*) FROM public.alerts
          WHERE created_at >= %(today)s AND severity = 'critical') AS critical_alerts,
-       (SELECT count(*) FROM public.inventory_status WHERE status <> 'ok') AS low_stock,
+       (SELECT count(*) FROM public.inventory_status
+         WHERE status IN ('low', 'critical', 'out')) AS low_stock,
        (SELECT LEAST(max(window_end), max(updated_at)) FROM public.order_metrics) AS data_as_of
 FROM orders
 """
