@@ -26,9 +26,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast, get_args
 
 from generator.catalog import Catalog
-from generator.config import GeneratorSettings
+from generator.config import Compression, GeneratorSettings
 from generator.producer import EventProducer
 from generator.runner import build_simulator, run
 from globalmart.contracts import ALL_TOPICS
@@ -38,7 +39,8 @@ from globalmart.kafka import ensure_topics
 HISTORY_END = datetime(2026, 5, 10, tzinfo=UTC)
 
 
-def settings_for(bootstrap: str, events: int, compression: str, seed: int) -> GeneratorSettings:
+def settings_for(bootstrap: str, events: int, compression: Compression,
+                 seed: int) -> GeneratorSettings:
     """A history-mode run (no pacing) of ``events`` valid events, Kafka only."""
     return GeneratorSettings(
         bootstrap_servers=bootstrap, write_sources=False, history_days=7,
@@ -73,7 +75,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--bootstrap-servers")
-    parser.add_argument("--compression", default="lz4")
+    parser.add_argument("--compression", default="lz4", choices=get_args(Compression))
     args = parser.parse_args()
 
     broker = None
@@ -85,12 +87,12 @@ def main() -> None:
     try:
         ensure_topics(bootstrap, ALL_TOPICS)
         catalog = Catalog(250_000)
-        messages = pre_encoded(settings_for(bootstrap, args.events, args.compression, 1),
-                               catalog)
+        compression = cast(Compression, args.compression)
+        messages = pre_encoded(settings_for(bootstrap, args.events, compression, 1), catalog)
         realistic, bare = [], []
         for round_ in range(args.rounds):
-            bare.append(bare_rate(bootstrap, messages, args.compression))
-            summary = run(settings_for(bootstrap, args.events, args.compression, 2 + round_))
+            bare.append(bare_rate(bootstrap, messages, compression))
+            summary = run(settings_for(bootstrap, args.events, compression, 2 + round_))
             if summary.failed or summary.undelivered:
                 raise RuntimeError(f"realistic run lost messages: {summary.line()}")
             realistic.append(summary.rate)

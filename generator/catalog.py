@@ -231,10 +231,10 @@ class Catalog:
         for c, name in enumerate(CATEGORIES):
             lo, hi = FAMILIES[FAMILY_OF[name]][0]
             family_lo[c], family_hi[c] = lo, hi
-        lo, hi = family_lo[category], family_hi[category]
+        low, high = family_lo[category], family_hi[category]
         unit = (h & np.uint64(0xFFFFFFFF)).astype(np.float64) / 2.0**32
-        dollars = np.floor(np.exp(np.log(lo) + unit * (np.log(hi) - np.log(lo))))
-        price = np.minimum(dollars * 100 + 99, hi * 100 - 1).astype(np.int64)
+        dollars = np.floor(np.exp(np.log(low) + unit * (np.log(high) - np.log(low))))
+        price = np.minimum(dollars * 100 + 99, high * 100 - 1).astype(np.int64)
         # Rank inside the category by a second hash: popularity is unrelated to the id.
         order = np.lexsort(((h >> np.uint64(32)), category))
         rank = np.empty(n_products, dtype=np.int64)

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from globalmart.settings import PlatformSettings
 
+Compression = Literal["lz4", "zstd", "snappy", "gzip", "none"]
+
 
 class GeneratorSettings(BaseSettings):
     """What ``globalmart generate`` produces, how fast, and where to."""
@@ -72,7 +74,7 @@ class GeneratorSettings(BaseSettings):
         default=True,
         description="Write source.customers / products / injected_anomalies (off: Kafka only).",
     )
-    compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = Field(
+    compression: Compression = Field(
         default="lz4", description="Kafka compression codec."
     )
     linger_ms: int = Field(default=50, ge=0, description="Producer linger (batching) in ms.")

@@ -351,9 +351,13 @@ class Simulator:
         if n:
             self._sessions_batch(n, start, length)
 
-    def _warm_up(self) -> None:
-        """Start the sessions that would already be running when the clock starts."""
-        rate = self.rate_at(self.clock)
+    def _warm_up(self, rate: float | None = None) -> None:
+        """Start the sessions that would already be running now (at ``rate`` events/s; by
+        default the current rate), scheduling only what they still have to do."""
+        self._floor = self.clock
+        rate = self.rate_at(self.clock) if rate is None else rate
+        if rate <= 0:
+            return
         length = min(MAX_WARMUP_US, int(WARMUP_EVENTS / rate * 1e6))
         length -= length % BUCKET_US
         if length <= 0:
@@ -368,6 +372,9 @@ class Simulator:
         ``limit`` stops emitting once that many valid events have been emitted in total.
         """
         start = self.clock
+        if start == self._history_end and start > self.params.start_us:
+            # Going live: the sessions the live rate adds to the history's are already running.
+            self._warm_up(self.params.rate - self.params.history_rate * traffic_shape(start - 1))
         length = self._window_length(start)
         end = start + length
         self._window_end = end
@@ -537,9 +544,9 @@ class Simulator:
             i = owners[j] if j >= 0 else -1
             if i != current:
                 if cart:
-                    session = sessions[current]
-                    assert session is not None
-                    events += self._finish_cart(ends_list[current], session,
+                    shopper = sessions[current]
+                    assert shopper is not None  # only live sessions have adds
+                    events += self._finish_cart(ends_list[current], shopper,
                                                 int(interests[current]), cart,
                                                 finish[current].tolist())
                 current = i
@@ -547,20 +554,20 @@ class Simulator:
             if j < 0:
                 break
             product = product_list[j]
-            session = sessions[i]
-            assert session is not None
+            shopper = sessions[i]
+            assert shopper is not None
             if product in cart or len(cart) >= MAX_LINES:
                 continue
             t = times[j] + seen_list[j]
             quantity = quantity_list[j]
             if t >= floor:
-                at[t // BUCKET_US].append((t, CART, session, product, "add", quantity))
+                at[t // BUCKET_US].append((t, CART, shopper, product, "add", quantity))
             events += 1
             if j in update_set:
                 t += gap_list[j]
                 quantity = quantity % MAX_CLEAN_QUANTITY + 1
                 if t >= floor:
-                    at[t // BUCKET_US].append((t, CART, session, product, "update", quantity))
+                    at[t // BUCKET_US].append((t, CART, shopper, product, "update", quantity))
                 events += 1
             cart[product] = quantity
         self._sessions += n
@@ -623,10 +630,10 @@ class Simulator:
                 when = t
                 for _ in range(extra):
                     when += 2_000_000 + int(r() * 8_000_000)
-                    burst = [[self._sample_product(interest), 1]]
+                    burst = [(self._sample_product(interest), 1)]
                     second = self._sample_product(interest)
                     if r() < 0.4 and second != burst[0][0]:
-                        burst.append([second, 1])
+                        burst.append((second, 1))
                     at[when // BUCKET_US].append(
                         (when, PURCHASE, session, self._clean_lines(burst), BURST, 0.0))
                 at[t // BUCKET_US].append((t, PURCHASE, session, lines, BURST, 0.0))
@@ -746,14 +753,12 @@ class Simulator:
                 if not product_seen[a]:
                     product_seen[a] = 1
                     new_products.append(a)
-            elif kind == PURCHASE:
-                message = self._transaction(t, head, session, a, b, c)
-                if message is None:
+            elif kind in (PURCHASE, STOCK):
+                made = (self._transaction(t, head, session, a, b, c) if kind == PURCHASE
+                        else self._stock_event(head, a, b, c))
+                if made is None:
                     continue
-            elif kind == STOCK:
-                message = self._stock_event(head, a, b, c)
-                if message is None:
-                    continue
+                message = made
             else:  # MOVE: no message, the source table learns it
                 self._customer_seen(session.user)
                 self.records.customer_moves.append((session.user, a, t))

@@ -232,6 +232,18 @@ def test_live_rate_is_the_configured_rate(catalog: Catalog) -> None:
         assert times == sorted(times), topic
 
 
+def test_going_live_after_the_history_keeps_the_live_rate(catalog: Catalog) -> None:
+    end = to_us(HISTORY_END)
+    sim = Simulator(catalog, 10_000_000, Params(start_us=end - 3_600_000_000, history_end_us=end,
+                                                rate=2_000.0, history_rate=5.0), seed=4)
+    live = []
+    while sim.clock < end + 30_000_000:
+        _, messages = sim.step()
+        live += [m for m in messages
+                 if datetime.fromisoformat(json.loads(m[2])["event_time"]) >= HISTORY_END]
+    assert 0.85 * 60_000 < len(live) < 1.15 * 60_000
+
+
 @pytest.mark.parametrize("users", [1, 5])
 def test_tiny_worlds_still_work(catalog: Catalog, users: int) -> None:
     run = simulate(catalog, 5_000, users=users, anomaly_rate=0.3)
