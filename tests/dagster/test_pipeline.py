@@ -16,6 +16,7 @@ from globalmart_dagster.defs.marts.assets import MARTS
 from globalmart_dagster.defs.marts.transforms import SEGMENTS
 from globalmart_dagster.resources import MongoMartIOManager
 from tests.dagster.conftest import DAY, Built, make_resources
+from tests.dagster.dataset import generated_day, write_raw_layer, write_stream_sales_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -190,6 +191,34 @@ def test_mongodb_backend_stores_the_same_marts(built: Built):
     again = dg.materialize(MARTS, partition_key=DAY.isoformat(), resources=resources)
     assert again.success and len(mongo.read("customer_rfm_analysis")) == len(stored)
     assert len(mongo.read("sales_trends")) == 3
+
+
+def test_backfill_of_a_range_is_one_run_and_keeps_days_apart(built: Built):
+    before = rows(built.url, "SELECT transaction_id, line_number, line_amount "
+                             "FROM warehouse.fact_sales ORDER BY 1, 2")
+    previous = DAY - timedelta(days=1)
+    data, write_sources = generated_day(previous, seed=43)
+    write_raw_layer(built.lake, data)
+    write_sources(built.url)
+    write_stream_sales_metrics(built.url, data)
+    job = built.defs.resolve_job_def("daily_warehouse_job")
+    result = job.execute_in_process(raise_on_error=False, tags={
+        "dagster/asset_partition_range_start": previous.isoformat(),
+        "dagster/asset_partition_range_end": DAY.isoformat()})
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    by_day = dict(rows(built.url, "SELECT event_date, sum(line_amount) "
+                                  "FROM warehouse.fact_sales GROUP BY 1"))
+    assert by_day[previous] == sum(i["quantity"] * i["unit_price"]
+                                   for tx in data.unique("transactions") for i in tx["items"])
+    assert rows(built.url, "SELECT transaction_id, line_number, line_amount FROM "
+                           "warehouse.fact_sales WHERE event_date = %s ORDER BY 1, 2",
+                (DAY,)) == before
+    snapshots = rows(built.url, "SELECT analysis_date, count(*) FROM "
+                                "marts.customer_rfm_analysis GROUP BY 1 ORDER BY 1")
+    buyers_before = {tx["user_id"] for tx in data.unique("transactions")}
+    buyers_day = {tx["user_id"] for tx in built.data.unique("transactions")}
+    assert snapshots == [(previous, len(buyers_before)), (DAY, len(buyers_before | buyers_day))]
 
 
 def test_customer_change_opens_a_new_version(built: Built):

@@ -5,11 +5,13 @@ daily partitions built with Spark from the raw Parquet layer and loaded so that 
 exactly its day in one transaction (re-runs and backfills are idempotent).
 """
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster_pyspark import PySparkResource
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -24,20 +26,27 @@ from globalmart_dagster.settings import DagsterSettings
 CALENDAR_HORIZON_DAYS = 366
 
 
-def read_raw_day(spark: SparkSession, lake: LakeResource, topic: str, day: date) -> DataFrame:
-    """One day of a topic's raw layer (empty, with the right schema, when the day is absent).
+def read_raw_days(spark: SparkSession, lake: LakeResource, topic: str,
+                  days: list[date]) -> DataFrame:
+    """Some days of a topic's raw layer (empty, with the right schema, when none is there).
 
-    The topic's root is read (not the day's directory) so that Spark honours the streaming
+    The topic's root is read (not the days' directories) so that Spark honours the streaming
     file sink's ``_spark_metadata`` log and sees committed files only; the filter on the
     partition column prunes the other days."""
     from streaming.schemas import raw_schema
 
     schema = raw_schema(topic)
-    files, _ = lake.raw_day_files(topic, day)
-    if files == 0:
+    if not any(lake.raw_day_files(topic, day)[0] for day in days):
         return spark.createDataFrame([], schema)
     return (spark.read.schema(schema).parquet(lake.raw_path(topic))
-            .where(F.col("event_date") == F.lit(day)))
+            .where(F.col("event_date").isin(days)))
+
+
+def _day_slices(rows: pa.Table, days: list[date]) -> Iterator[tuple[date, pa.Table]]:
+    """The rows of each day (a backfill builds all its days in one Spark job, then loads each
+    day in its own transaction)."""
+    for day in days:
+        yield day, rows.filter(pc.equal(rows.column("event_date"), pa.scalar(day, pa.date32())))
 
 
 def _arrow(frame: DataFrame, columns: list[str]) -> pa.Table:
@@ -122,14 +131,15 @@ def fact_sales(context: dg.AssetExecutionContext, pyspark: PySparkResource,
     """Sales at line-item grain: one row per transaction line of the day, with quantity, unit
     price and revenue (``line_amount``), the line's own category, and keys to the date, the
     customer version in effect at the event, the product and the location. Each day is
-    replaced in one transaction (a backfill run loops over its days)."""
+    replaced in one transaction (a backfill run computes all its days in one Spark job)."""
+    days = _days(context)
+    transactions = read_raw_days(pyspark.spark_session, lake, "transactions", days)
+    all_lines = _arrow(transforms.sales_lines(transactions), transforms.SALES_COLUMNS)
     per_day = {}
-    for day in _days(context):
-        transactions = read_raw_day(pyspark.spark_session, lake, "transactions", day)
-        lines = _arrow(transforms.sales_lines(transactions), transforms.SALES_COLUMNS)
+    for day, lines in _day_slices(all_lines, days):
         with warehouse.connect() as conn:
             counts = load.replace_fact_sales_day(conn, day, lines)
-        revenue = sum(v.as_py() for v in lines.column("line_amount")) if lines.num_rows else 0
+        revenue = pc.sum(lines.column("line_amount")).as_py() or 0
         per_day[day.isoformat()] = {**counts, "revenue": float(revenue)}
         context.log.info(f"fact_sales {day}: {per_day[day.isoformat()]}")
     return dg.MaterializeResult(metadata=_summary(per_day))
@@ -149,13 +159,13 @@ def fact_sessions(context: dg.AssetExecutionContext, pyspark: PySparkResource,
     removes and updates, purchases, revenue and whether the session converted. A session that
     crosses midnight has one row per day. Each day is replaced in one transaction."""
     spark = pyspark.spark_session
-    per_day = {}
-    for day in _days(context):
-        views = read_raw_day(spark, lake, "product_views", day)
-        carts = read_raw_day(spark, lake, "cart_events", day)
-        transactions = read_raw_day(spark, lake, "transactions", day)
-        sessions = _arrow(transforms.session_facts(views, carts, transactions),
+    days = _days(context)
+    views, carts, transactions = (read_raw_days(spark, lake, topic, days)
+                                  for topic in ("product_views", "cart_events", "transactions"))
+    all_sessions = _arrow(transforms.session_facts(views, carts, transactions),
                           transforms.SESSION_COLUMNS)
+    per_day = {}
+    for day, sessions in _day_slices(all_sessions, days):
         with warehouse.connect() as conn:
             per_day[day.isoformat()] = load.replace_fact_sessions_day(conn, day, sessions)
         context.log.info(f"fact_sessions {day}: {per_day[day.isoformat()]}")
