@@ -247,7 +247,6 @@ class Catalog:
         self.price_cents: list[int] = price.tolist()
         self.category_of: list[int] = category.tolist()
         self.initial_stock: list[int] = stock.tolist()
-        self.rank: list[int] = rank.tolist()
         self._hash: list[int] = h.tolist()
         self.id_str: list[str] = [f"P{i:06d}" for i in range(n_products)]
         self.price_str: list[str] = [f"{p // 100}.{p % 100:02d}" for p in self.price_cents]

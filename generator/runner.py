@@ -51,7 +51,7 @@ class Summary:
     products: int
     elapsed: float
     dropped_purchases: int = 0
-    stopped_by_signal: bool = False
+    stopped: bool = False  # by a stop request (Ctrl-C, SIGTERM)
 
     @property
     def valid(self) -> int:
@@ -68,8 +68,9 @@ class Summary:
         topics = ", ".join(f"{t} {n:,}" for t, n in self.events.items())
         anomalies = ", ".join(f"{t} {n:,}" for t, n in self.anomalies.items())
         error = f" (first error: {self.first_error})" if self.first_error else ""
+        how = "stopped on request" if self.stopped else "finished"
         return (
-            f"generator summary: {self.valid:,} events in {self.elapsed:.1f} s "
+            f"generator summary: {how} after {self.elapsed:.1f} s; {self.valid:,} events "
             f"({self.rate:,.0f} events/s): {topics}; malformed {self.malformed:,}, "
             f"resends {self.resends:,}; delivered {self.delivered:,}, failed {self.failed:,}"
             f"{error}, undelivered {self.undelivered:,}; anomalies recorded: {anomalies}; "
@@ -217,7 +218,7 @@ def run(settings: GeneratorSettings, *, stop: threading.Event | None = None,
         products=totals["products"],
         elapsed=elapsed,
         dropped_purchases=counts.dropped_purchases,
-        stopped_by_signal=stop.is_set(),
+        stopped=stop.is_set(),
     )
 
 

@@ -55,7 +55,6 @@ MAX_LINE_QUANTITY = 10  # unusual_quantity: some line has quantity > 10
 RAPID_FIRE_COUNT = 5  # rapid_fire: at least the 5th transaction by the user ...
 RAPID_FIRE_WINDOW_US = 60_000_000  # ... within (t - 60 s, t]
 RULES = ("high_value", "unusual_quantity", "rapid_fire", "total_mismatch")
-ANOMALY_TYPES = RULES
 
 BUCKET_US = 100_000  # width of a calendar bucket
 LIVE_WINDOW_US = 200_000  # live events leave at most this long after their event_time
@@ -134,10 +133,8 @@ def _rows(rows: np.ndarray) -> list[str]:
 
 
 def money(cents: int) -> str:
-    """Cents as an exact decimal with two places (``1999`` → ``19.99``)."""
-    sign = "-" if cents < 0 else ""
-    cents = abs(cents)
-    return f"{sign}{cents // 100}.{cents % 100:02d}"
+    """Non-negative cents as an exact decimal with two places (``1999`` → ``19.99``)."""
+    return f"{cents // 100}.{cents % 100:02d}"
 
 
 def iso_time(t_us: int) -> str:
@@ -538,6 +535,8 @@ class Simulator:
         update_set = set(np.flatnonzero(updates).tolist())
         owners = owner.tolist()
         ends_list = ends.tolist()
+        finish_list = finish.tolist()
+        interest_list = interests.tolist()
         current = -1
         cart: dict[int, int] = {}
         for j in [*np.flatnonzero(adds).tolist(), -1]:
@@ -547,8 +546,8 @@ class Simulator:
                     shopper = sessions[current]
                     assert shopper is not None  # only live sessions have adds
                     events += self._finish_cart(ends_list[current], shopper,
-                                                int(interests[current]), cart,
-                                                finish[current].tolist())
+                                                interest_list[current], cart,
+                                                finish_list[current])
                 current = i
                 cart = {}
             if j < 0:
@@ -705,25 +704,26 @@ class Simulator:
         if not n:
             return
         heads = self.catalog.json_head
-        values = [
-            f'{head}{s.person},{heads[p]},"duration_seconds":{d},{s.view_tail}'.encode()
+        topic = PRODUCT_VIEWS
+        messages = [
+            (topic, s.key,
+             f'{head}{s.person},{heads[p]},"duration_seconds":{d},{s.view_tail}'.encode())
             for head, s, p, d in zip(self._prefixes(views.t), views.session.tolist(),
                                      views.product.tolist(), views.duration.tolist(),
                                      strict=True)
         ]
-        keys = [s.key for s in views.session.tolist()]
-        out += zip([PRODUCT_VIEWS] * n, keys, values, strict=True)
+        out += messages
         self.counts.events[PRODUCT_VIEWS] += n
         self.records.new_customers += _first_seen(self._user_flags, views.user)
         self.records.new_products += _first_seen(self._product_flags, views.product)
         params = self.params
         if params.malformed_rate:
             for i in np.flatnonzero(self._np.random(n) < params.malformed_rate).tolist():
-                out.append(self._malformed(PRODUCT_VIEWS, keys[i], values[i]))
+                out.append(self._malformed(*messages[i]))
                 self.counts.malformed += 1
         if params.resend_rate:
             for i in np.flatnonzero(self._np.random(n) < params.resend_rate).tolist():
-                self._resend_queue.append((PRODUCT_VIEWS, keys[i], values[i]))
+                self._resend_queue.append(messages[i])
 
     def _emit(self, pending: list[tuple], out: list[Message]) -> None:
         """Turn the window's other events (sorted by time) into messages."""

@@ -119,7 +119,8 @@ def test_generate_stops_cleanly_on_sigint(broker) -> None:
             process.kill()
     text = "".join(output) + rest
     assert process.returncode == 0, text
-    summary = re.search(r"generator summary: ([\d,]+) events.*delivered ([\d,]+), failed 0", text)
+    summary = re.search(r"generator summary: stopped on request after [\d.]+ s; ([\d,]+) events"
+                        r".*delivered ([\d,]+), failed 0", text)
     assert summary, text
     events, delivered = (int(g.replace(",", "")) for g in summary.groups())
     assert delivered == events > 0
