@@ -184,11 +184,11 @@ def kafka_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
         next_day=days[-1] + timedelta(days=1) if days else cursor.next_day,
         offsets=kept_offsets, observed_at=now if offsets else cursor.observed_at,
     )
+    skip = None
     if not requests:
-        context.log.info(
-            f"no day to build: stream event time {stream_time}, next day "
-            f"{new_cursor.next_day or 'the first day with data'}")
-    return dg.SensorResult(run_requests=requests, asset_events=observations,
+        skip = (f"no day to build: stream event time {stream_time or 'unknown'}, next day "
+                f"{new_cursor.next_day or 'the first day in the raw layer'}")
+    return dg.SensorResult(run_requests=requests, skip_reason=skip, asset_events=observations,
                            cursor=new_cursor.dump())
 
 

@@ -20,7 +20,7 @@ from globalmart_dagster.constants import (
     WEEKLY_TREND_WEEKS,
 )
 from globalmart_dagster.defs.marts import transforms
-from globalmart_dagster.defs.warehouse.assets import dim_product, fact_sales
+from globalmart_dagster.defs.warehouse.assets import SINGLE_RUN, dim_product, fact_sales
 from globalmart_dagster.partitions import daily_partitions
 from globalmart_dagster.resources import REPLACE_BY, WarehouseResource
 
@@ -75,7 +75,7 @@ def _mart(**kwargs):
 
 @_mart(partitions_def=daily_partitions, deps=[fact_sales], kinds={"pandas"},
        metadata={REPLACE_BY: "analysis_date"}, freshness_policy=DAILY_MART_FRESHNESS,
-       backfill_policy=dg.BackfillPolicy.single_run())
+       backfill_policy=SINGLE_RUN)
 def customer_rfm_analysis(context: dg.AssetExecutionContext,
                           warehouse: WarehouseResource) -> pd.DataFrame:
     """Customer segments by RFM as of the partition's day, over the last 365 days of sales:
@@ -95,7 +95,7 @@ def customer_rfm_analysis(context: dg.AssetExecutionContext,
 
 @_mart(partitions_def=daily_partitions, deps=[fact_sales, dim_product], kinds={"pandas"},
        metadata={REPLACE_BY: "analysis_date"}, freshness_policy=DAILY_MART_FRESHNESS,
-       backfill_policy=dg.BackfillPolicy.single_run())
+       backfill_policy=SINGLE_RUN)
 def product_performance(context: dg.AssetExecutionContext,
                         warehouse: WarehouseResource) -> pd.DataFrame:
     """Product performance over the 30 days ending on the partition's day: units sold,
@@ -109,7 +109,8 @@ def product_performance(context: dg.AssetExecutionContext,
     return result
 
 
-@_mart(deps=[fact_sales], kinds={"pandas"}, freshness_policy=HOURLY_MART_FRESHNESS)
+@_mart(deps=[fact_sales], kinds={"pandas"}, freshness_policy=HOURLY_MART_FRESHNESS,
+       backfill_policy=SINGLE_RUN)
 def sales_trends(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> pd.DataFrame:
     """Sales trends up to the latest day in the warehouse: daily for 90 days (with a 7-day
     moving average and day-over-day growth), weekly for 26 ISO weeks (4-week moving average)

@@ -24,6 +24,9 @@ from globalmart_dagster.resources import LakeResource, WarehouseResource
 from globalmart_dagster.settings import DagsterSettings
 
 CALENDAR_HORIZON_DAYS = 366
+# Every warehouse and mart asset: a date range is one run (UI backfills and
+# `dagster asset materialize --partition-range` alike); dimensions are refreshed once per run.
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
 def read_raw_days(spark: SparkSession, lake: LakeResource, topic: str,
@@ -61,6 +64,7 @@ def _days(context: dg.AssetExecutionContext) -> list[date]:
 @dg.asset(
     key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
     kinds={"postgres"}, tags={"layer": "dimension"},
+    backfill_policy=SINGLE_RUN,
 )
 def dim_date(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Calendar dimension: one row per day from the first partition to a year ahead, keyed by
@@ -77,6 +81,7 @@ def dim_date(warehouse: WarehouseResource) -> dg.MaterializeResult:
 @dg.asset(
     key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
     kinds={"postgres"}, deps=[SOURCE_CUSTOMERS], tags={"layer": "dimension"},
+    backfill_policy=SINGLE_RUN,
 )
 def dim_customer(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Customers with their history (type 2): each change of name, e-mail, location or loyalty
@@ -92,6 +97,7 @@ def dim_customer(warehouse: WarehouseResource) -> dg.MaterializeResult:
 @dg.asset(
     key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
     kinds={"postgres"}, deps=[SOURCE_PRODUCTS], tags={"layer": "dimension"},
+    backfill_policy=SINGLE_RUN,
 )
 def dim_product(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Products (latest values, type 1) from ``source.products``: name, category, brand and list
@@ -105,6 +111,7 @@ def dim_product(warehouse: WarehouseResource) -> dg.MaterializeResult:
 @dg.asset(
     key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
     kinds={"postgres"}, deps=[SOURCE_CUSTOMERS], tags={"layer": "dimension"},
+    backfill_policy=SINGLE_RUN,
 )
 def dim_location(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Locations (country, city, currency): every city of the event contracts and of the
@@ -121,7 +128,7 @@ DIMENSIONS = [dim_date, dim_customer, dim_product, dim_location]
 @dg.asset(
     key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
     kinds={"spark", "postgres"}, partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=SINGLE_RUN,
     deps=[dg.AssetKey([RAW_PREFIX, "transactions"]), dim_date, dim_customer, dim_product,
           dim_location],
     tags={"layer": "fact"},
@@ -148,7 +155,7 @@ def fact_sales(context: dg.AssetExecutionContext, pyspark: PySparkResource,
 @dg.asset(
     key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
     kinds={"spark", "postgres"}, partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=SINGLE_RUN,
     deps=[dg.AssetKey([RAW_PREFIX, t]) for t in ("product_views", "cart_events", "transactions")]
     + [dim_date, dim_customer],
     tags={"layer": "fact"},
