@@ -9,6 +9,7 @@ reports (``poll``) until there is room and try again, so nothing is dropped.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterable
 
@@ -28,7 +29,7 @@ class EventProducer:
     """
 
     def __init__(self, bootstrap_servers: str, *, compression: str = "lz4",
-                 linger_ms: int = 50) -> None:
+                 linger_ms: int = 50, message_timeout_ms: int = 120_000) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.sent = 0
         self.delivered = 0
@@ -44,9 +45,10 @@ class EventProducer:
             "compression.type": compression,
             "queue.buffering.max.messages": _QUEUE_MESSAGES,
             "queue.buffering.max.kbytes": _QUEUE_KBYTES,
-            "message.timeout.ms": 120_000,
+            "message.timeout.ms": message_timeout_ms,  # then the message counts as failed
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
+            "logger": logging.getLogger("generator.librdkafka"),  # not straight to stderr
         })
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
@@ -65,29 +67,34 @@ class EventProducer:
         else:
             log.warning("Kafka producer: %s", err)
 
-    def send(self, messages: Iterable[tuple[str, bytes, bytes]]) -> int:
+    def send(self, messages: Iterable[tuple[str, bytes, bytes]],
+             stop: threading.Event | None = None) -> int:
         """Hand messages (topic, key, value) to the producer without waiting for them;
-        return how many were queued."""
+        return how many were queued. When the queue is full, wait for deliveries to make
+        room — unless ``stop`` is set, then return early (the rest is not sent)."""
         produce = self._producer.produce
         n = 0
         for topic, key, value in messages:
             try:
                 produce(topic, value, key)
             except BufferError:
-                self._produce_when_room(topic, key, value)
+                if not self._produce_when_room(topic, key, value, stop):
+                    break
             n += 1
         self._producer.poll(0)
         self.sent += n
         return n
 
-    def _produce_when_room(self, topic: str, key: bytes, value: bytes) -> None:
-        while True:
+    def _produce_when_room(self, topic: str, key: bytes, value: bytes,
+                           stop: threading.Event | None) -> bool:
+        while stop is None or not stop.is_set():
             self._producer.poll(0.05)  # deliveries free the queue
             try:
                 self._producer.produce(topic, value, key)
-                return
+                return True
             except BufferError:
                 continue
+        return False
 
     def poll(self, timeout: float) -> None:
         """Serve delivery callbacks for up to ``timeout`` seconds."""

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_SUBMIT_INTERVAL_S = 0.5
 FLUSH_TIMEOUT_S = 60.0
+STOP_FLUSH_TIMEOUT_S = 15.0  # after Ctrl-C / SIGTERM: do not hang on an unreachable broker
 
 
 class GeneratorError(RuntimeError):
@@ -45,12 +46,13 @@ class Summary:
     anomalies: dict[str, int]
     delivered: int
     failed: int
-    undelivered: int
+    undelivered: int  # still queued when the final flush timed out
     first_error: str | None
     customers: int
     products: int
     elapsed: float
     dropped_purchases: int = 0
+    unsent: int = 0  # never handed to Kafka (stopped while its queue was full)
     stopped: bool = False  # by a stop request (Ctrl-C, SIGTERM)
 
     @property
@@ -73,7 +75,9 @@ class Summary:
             f"generator summary: {how} after {self.elapsed:.1f} s; {self.valid:,} events "
             f"({self.rate:,.0f} events/s): {topics}; malformed {self.malformed:,}, "
             f"resends {self.resends:,}; delivered {self.delivered:,}, failed {self.failed:,}"
-            f"{error}, undelivered {self.undelivered:,}; anomalies recorded: {anomalies}; "
+            f"{error}, undelivered {self.undelivered:,}"
+            + (f", unsent {self.unsent:,}" if self.unsent else "")
+            + f"; anomalies recorded: {anomalies}; "
             f"new source rows: customers {self.customers:,}, products {self.products:,}"
         )
 
@@ -188,7 +192,7 @@ def run(settings: GeneratorSettings, *, stop: threading.Event | None = None,
             end_us, messages = sim.step(limit=settings.max_events)
             if end_us > history_end:
                 _wait_until(end_us, producer, stop, clock)
-            producer.send(messages)
+            producer.send(messages, stop)
             if time.monotonic() - last_submit >= SOURCE_SUBMIT_INTERVAL_S:
                 submit()
                 last_submit = time.monotonic()
@@ -197,7 +201,7 @@ def run(settings: GeneratorSettings, *, stop: threading.Event | None = None,
             progress.maybe_report(sim, producer)
     finally:
         submit()
-        undelivered = producer.flush(FLUSH_TIMEOUT_S)
+        undelivered = producer.flush(STOP_FLUSH_TIMEOUT_S if stop.is_set() else FLUSH_TIMEOUT_S)
         elapsed = time.monotonic() - started
         if writer is not None:
             writer.close()
@@ -218,6 +222,7 @@ def run(settings: GeneratorSettings, *, stop: threading.Event | None = None,
         products=totals["products"],
         elapsed=elapsed,
         dropped_purchases=counts.dropped_purchases,
+        unsent=counts.valid + counts.malformed + counts.resends - producer.sent,
         stopped=stop.is_set(),
     )
 
