@@ -109,7 +109,7 @@ def measure_throughput(spark, platform: PlatformSettings, backlog: int) -> float
 def measure_latency(spark, platform: PlatformSettings, rate: float, seconds: float
                     ) -> list[float]:
     """Latencies (s) of high-value transactions, event time → visible in PostgreSQL."""
-    settings = StreamingSettings(trigger_interval="0 seconds", starting_offsets="latest",
+    settings = StreamingSettings(trigger_interval="1 second", starting_offsets="latest",
                                  checkpoint_root=f"{platform.lake}/checkpoints-latency")
     stop = threading.Event()
     app = threading.Thread(target=serve, args=(spark, settings, platform, stop), daemon=True)

@@ -1,7 +1,7 @@
 """Parsing and validation of Kafka records against the event contracts.
 
-Validation runs the contract models of :mod:`globalmart.contracts` themselves (in a vectorised
-Python UDF), so the stream accepts and rejects exactly what the contract does. A valid record
+Validation runs the contract models of :mod:`globalmart.contracts` themselves (in a columnar
+Arrow map), so the stream accepts and rejects exactly what the contract does. A valid record
 is re-serialised in the contract's canonical JSON (normalised UUIDs, exact decimals, UTC-aware
 times) and only then parsed into the topic's Spark schema, which therefore never meets a value
 it cannot represent.
@@ -9,18 +9,22 @@ it cannot represent.
 
 from __future__ import annotations
 
-import pandas as pd
+from collections.abc import Iterator
+
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import (
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from streaming.schemas import TOPIC_SCHEMAS
 
-VERDICT = StructType([
-    StructField("reason", StringType(), True),
-    StructField("text", StringType(), True),
-])
 MAX_REASON = 500
 
 
@@ -58,24 +62,45 @@ def check_record(topic: str | None, value: bytes | None) -> tuple[str | None, st
     return None, event.model_dump_json()
 
 
-@pandas_udf(VERDICT)  # type: ignore[call-overload]
-def _verdict(topic: pd.Series, value: pd.Series) -> pd.DataFrame:
-    results = [check_record(t, v) for t, v in zip(topic, value, strict=True)]
-    return pd.DataFrame(results, columns=["reason", "text"])
+VALIDATED_SCHEMA = StructType([
+    StructField("topic", StringType()),
+    StructField("kafka_partition", IntegerType()),
+    StructField("kafka_offset", LongType()),
+    StructField("kafka_timestamp", TimestampType()),
+    StructField("reason", StringType()),
+    StructField("text", StringType()),
+])
+
+
+def _verdicts(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: each record's verdict, columnar in and out."""
+    for batch in batches:
+        results = [check_record(topic, value) for topic, value in
+                   zip(batch.column("topic").to_pylist(), batch.column("value").to_pylist(),
+                       strict=True)]
+        yield pa.RecordBatch.from_arrays(
+            [batch.column("topic"), batch.column("partition").cast(pa.int32()),
+             batch.column("offset").cast(pa.int64()),
+             batch.column("timestamp").cast(pa.timestamp("us", tz="UTC")),
+             pa.array([r[0] for r in results], pa.string()),
+             pa.array([r[1] for r in results], pa.string())],
+            schema=_ARROW_SCHEMA)
+
+
+_ARROW_SCHEMA = pa.schema([
+    ("topic", pa.string()), ("kafka_partition", pa.int32()), ("kafka_offset", pa.int64()),
+    ("kafka_timestamp", pa.timestamp("us", tz="UTC")), ("reason", pa.string()),
+    ("text", pa.string()),
+])
 
 
 def validate(records: DataFrame) -> DataFrame:
     """Kafka records (``topic``, ``partition``, ``offset``, ``value``, ``timestamp``) with their
     verdict: ``reason`` (null when valid) and ``text`` (canonical JSON when valid, else the
-    original payload as text)."""
-    verdict = _verdict(F.col("topic"), F.col("value"))
-    return records.select(
-        F.col("topic"),
-        F.col("partition").cast("int").alias("kafka_partition"),
-        F.col("offset").cast("long").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        verdict.alias("verdict"),
-    ).select("topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "verdict.*")
+    original payload as text), as columns topic, kafka_partition, kafka_offset,
+    kafka_timestamp, reason, text."""
+    return records.select("topic", "partition", "offset", "timestamp", "value") \
+        .mapInArrow(_verdicts, VALIDATED_SCHEMA)
 
 
 def rejected(validated: DataFrame) -> DataFrame:
