@@ -43,11 +43,10 @@ from globalmart.kafka import ensure_topics
 HISTORY_END = datetime(2026, 5, 10, tzinfo=UTC)
 
 
-def settings_for(bootstrap: str, events: int, compression: Compression,
-                 seed: int) -> GeneratorSettings:
+def settings_for(events: int, compression: Compression, seed: int) -> GeneratorSettings:
     """A history-mode run (no pacing) of ``events`` valid events, Kafka only."""
     return GeneratorSettings(
-        bootstrap_servers=bootstrap, write_sources=False, history_days=7,
+        write_sources=False, history_days=7,
         history_end=HISTORY_END, max_events=events, seed=seed, compression=compression,
         progress_interval=3600)
 
@@ -93,11 +92,12 @@ def main() -> None:
         ensure_topics(bootstrap, ALL_TOPICS)
         catalog = Catalog(250_000)
         compression = cast(Compression, args.compression)
-        messages = pre_encoded(settings_for(bootstrap, args.events, compression, 1), catalog)
+        messages = pre_encoded(settings_for(args.events, compression, 1), catalog)
         realistic, bare = [], []
         for round_ in range(args.rounds):
             bare.append(bare_rate(bootstrap, messages, compression))
-            summary = run(settings_for(bootstrap, args.events, compression, 2 + round_))
+            summary = run(settings_for(args.events, compression, 2 + round_),
+                          bootstrap_servers=bootstrap)
             if summary.failed or summary.undelivered:
                 raise RuntimeError(f"realistic run lost messages: {summary.line()}")
             realistic.append(summary.rate)
@@ -116,9 +116,9 @@ def main() -> None:
         print(f"realistic / bare, same round: median {statistics.median(ratios):.0%} "
               f"(min {min(ratios):.0%}, max {max(ratios):.0%})")
         if args.database_url:
-            settings = settings_for(bootstrap, args.events, compression, 99).model_copy(
-                update={"write_sources": True, "database_url": args.database_url})
-            summary = run(settings)
+            settings = settings_for(args.events, compression, 99).model_copy(
+                update={"write_sources": True})
+            summary = run(settings, bootstrap_servers=bootstrap, database_url=args.database_url)
             print(f"realistic with source tables: {summary.rate:,.0f} events/s "
                   f"({summary.customers:,} customers, {summary.products:,} products written)")
     finally:

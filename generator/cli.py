@@ -47,7 +47,8 @@ def _utc(text: str) -> datetime:
               help="Do not write the source tables (Kafka only).")
 @click.option("--compression", type=click.Choice(["lz4", "zstd", "snappy", "gzip", "none"]),
               help="Kafka compression codec.  [default: lz4]")
-def generate(no_database: bool, **options: object) -> None:
+def generate(bootstrap_servers: str | None, database_url: str | None, no_database: bool,
+             **options: object) -> None:
     """Produce realistic e-commerce events into Kafka.
 
     Sessions move through a funnel (product views, cart adds/updates/removes, purchase or
@@ -63,6 +64,7 @@ def generate(no_database: bool, **options: object) -> None:
 
     from generator.config import GeneratorSettings
     from generator.runner import GeneratorError, run
+    from globalmart.settings import PlatformSettings
 
     given = {name: value for name, value in options.items() if value is not None}
     if "history_end" in given:
@@ -86,10 +88,11 @@ def generate(no_database: bool, **options: object) -> None:
         f"generator: {settings.rate:g} events/s live"
         + (f" after {settings.history_days} day(s) of history" if settings.history_days else "")
         + f", seed {settings.seed}, {settings.users:,} users, {settings.products:,} products, "
-        f"Kafka {settings.kafka_servers()}"
+        f"Kafka {bootstrap_servers or PlatformSettings().bootstrap_servers}"
     )
     try:
-        summary = run(settings, stop=stop, echo=click.echo)
+        summary = run(settings, bootstrap_servers=bootstrap_servers, database_url=database_url,
+                      stop=stop, echo=click.echo)
     except GeneratorError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(summary.line())

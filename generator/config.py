@@ -1,7 +1,9 @@
 """Settings of the event generator (``GLOBALMART_GENERATOR_*`` variables, CLI flags override).
 
-The endpoints (Kafka, PostgreSQL) default to the platform's (``globalmart.settings``); every
-other knob is the generator's own and is declared here once, with its default.
+The endpoints (Kafka, PostgreSQL) are the platform's (``globalmart.settings``:
+``GLOBALMART_KAFKA_BOOTSTRAP_SERVERS``, ``GLOBALMART_DATABASE_URL``), which the command's
+``--bootstrap-servers`` / ``--database-url`` override; every other knob is the generator's own
+and is declared here once, with its default.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from globalmart.settings import PlatformSettings
 
 Compression = Literal["lz4", "zstd", "snappy", "gzip", "none"]
 
@@ -46,7 +46,8 @@ class GeneratorSettings(BaseSettings):
     history_end: AwareDatetime | None = Field(
         default=None, description="End of the history (default: the start of the run)."
     )
-    users: int = Field(default=10_000_000, ge=1, description="Number of users in the world.")
+    users: int = Field(default=10_000_000, ge=1, le=1_000_000_000,
+                       description="Number of users in the world.")
     products: int = Field(
         default=250_000, ge=100, description="Number of products (in 100 categories)."
     )
@@ -64,12 +65,6 @@ class GeneratorSettings(BaseSettings):
     max_events: int | None = Field(
         default=None, ge=1, description="Stop after this many valid events (tests, benchmarks)."
     )
-    bootstrap_servers: str | None = Field(
-        default=None, description="Kafka bootstrap servers; unset: the platform's."
-    )
-    database_url: str | None = Field(
-        default=None, description="PostgreSQL URL of the source tables; unset: the platform's."
-    )
     write_sources: bool = Field(
         default=True,
         description="Write source.customers / products / injected_anomalies (off: Kafka only).",
@@ -81,14 +76,6 @@ class GeneratorSettings(BaseSettings):
     progress_interval: float = Field(
         default=5.0, gt=0, description="Seconds between progress lines."
     )
-
-    def kafka_servers(self) -> str:
-        """The bootstrap servers in effect."""
-        return self.bootstrap_servers or PlatformSettings().bootstrap_servers
-
-    def db_url(self) -> str:
-        """The PostgreSQL URL in effect."""
-        return self.database_url or PlatformSettings().db_url
 
     def history_end_or(self, now: datetime) -> datetime:
         """The end of the history: the configured one, else ``now``."""

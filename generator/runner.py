@@ -24,6 +24,7 @@ from generator.simulate import DAY_US, TOPICS, Params, Simulator, iso_time, to_u
 from generator.sources import SourceWriter
 from globalmart.contracts import ALL_TOPICS
 from globalmart.kafka import ensure_topics
+from globalmart.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
 
@@ -136,24 +137,27 @@ class _Progress:
         )
 
 
-def run(settings: GeneratorSettings, *, stop: threading.Event | None = None,
+def run(settings: GeneratorSettings, *, bootstrap_servers: str | None = None,
+        database_url: str | None = None, stop: threading.Event | None = None,
         echo: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time) -> Summary:
     """Produce events into Kafka as the settings say, until the duration, ``max_events`` or
     ``stop`` ends the run; flush, write the last source rows and return the summary.
 
-    Creates the topics when missing. Raises :class:`GeneratorError` when Kafka or PostgreSQL
-    cannot be used.
+    The endpoints default to the platform's. Creates the topics when missing. Raises
+    :class:`GeneratorError` when Kafka or PostgreSQL cannot be used.
     """
     stop = stop or threading.Event()
     echo = echo or log.info
-    servers = settings.kafka_servers()
+    platform = PlatformSettings()
+    servers = bootstrap_servers or platform.bootstrap_servers
     try:
         ensure_topics(servers, ALL_TOPICS)
     except KafkaException as exc:
         raise GeneratorError(f"cannot create the topics on Kafka at {servers}: {exc}") from exc
     catalog = Catalog(settings.products)
-    writer = SourceWriter(settings.db_url(), catalog) if settings.write_sources else None
+    writer = (SourceWriter(database_url or platform.db_url, catalog)
+              if settings.write_sources else None)
     if writer is not None:
         try:
             writer.start()

@@ -39,11 +39,11 @@ def test_kafka_receives_exactly_the_seeded_events_and_the_ground_truth_matches(
         broker, make_database, catalog: Catalog) -> None:
     url = make_database()
     options = {"seed": 11, "anomaly_rate": 0.05, "malformed_rate": 0.01, "resend_rate": 0.01}
-    settings = GeneratorSettings(
-        bootstrap_servers=broker.bootstrap_servers, database_url=url, history_days=1,
-        history_end=HISTORY_END, max_events=30_000, progress_interval=1.0, **options)
+    settings = GeneratorSettings(history_days=1, history_end=HISTORY_END, max_events=30_000,
+                                 progress_interval=1.0, **options)
     lines: list[str] = []
-    summary = run(settings, echo=lines.append)
+    summary = run(settings, bootstrap_servers=broker.bootstrap_servers, database_url=url,
+                  echo=lines.append)
 
     assert summary.valid == 30_000
     assert summary.failed == 0 and summary.undelivered == 0
@@ -82,10 +82,10 @@ def test_kafka_receives_exactly_the_seeded_events_and_the_ground_truth_matches(
 
 
 def test_live_events_are_stamped_now_at_the_rate(broker, catalog: Catalog) -> None:
-    settings = GeneratorSettings(bootstrap_servers=broker.bootstrap_servers, write_sources=False,
-                                 rate=3_000, duration=3, products=catalog.size)
+    settings = GeneratorSettings(write_sources=False, rate=3_000, duration=3,
+                                 products=catalog.size)
     before = datetime.now(UTC)
-    summary = run(settings)
+    summary = run(settings, bootstrap_servers=broker.bootstrap_servers)
     after = datetime.now(UTC)
     assert summary.delivered == summary.valid
     # Paced: 3,000 events per second of wall time, never ahead of the clock.
