@@ -16,7 +16,10 @@ from psycopg import sql
 
 from globalmart_dagster.definitions import build_definitions
 from globalmart_dagster.defs.checks import ALL_CHECKS
-from tests.dagster.conftest import Built, make_resources
+from globalmart_dagster.defs.freshness import fact_freshness_checks
+from globalmart_dagster.defs.marts.assets import MARTS
+from globalmart_dagster.defs.warehouse.assets import fact_sales
+from tests.dagster.conftest import DAY, Built, make_resources
 
 pytestmark = pytest.mark.slow
 
@@ -158,3 +161,26 @@ def test_check_fails_on_a_broken_table(case: str, built: Built, clone):
             conn.execute(statement)  # type: ignore[arg-type]
     outcome = run_checks(url, built, asset)
     assert outcome[check] is False, outcome
+
+
+def test_a_failing_blocking_check_keeps_the_marts_from_running(built: Built, clone):
+    url = clone()
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM warehouse.dim_date")  # every fact row loses its date
+        conn.execute("DELETE FROM marts.customer_rfm_analysis")
+    defs = build_definitions(make_resources(url, built.lake))
+    selection = (dg.AssetSelection.assets(fact_sales, *MARTS)
+                 - dg.AssetSelection.checks(*fact_freshness_checks))
+    job = dg.define_asset_job("facts_and_marts", selection=selection)
+    resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(
+        "facts_and_marts")
+    result = resolved.execute_in_process(partition_key=DAY.isoformat(), raise_on_error=False)
+    assert not result.success
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert "foreign_keys_exist" in failed
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "warehouse/fact_sales" in materialized
+    assert not materialized & {"marts/customer_rfm_analysis", "marts/product_performance",
+                               "marts/sales_trends"}
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM marts.customer_rfm_analysis").fetchone() == (0,)
