@@ -44,6 +44,7 @@ from generator.catalog import (
     cumulative,
     pick,
     user_homes,
+    user_id,
 )
 
 TOPICS: tuple[str, ...] = ("transactions", "product_views", "cart_events", "inventory_events")
@@ -109,6 +110,12 @@ _PREFIX = np.frombuffer(_PREFIX_TEXT.encode(), dtype=np.uint8)
 _ID_AT = _PREFIX_TEXT.index("0" * 36)
 _TIME_AT = _PREFIX_TEXT.index("2000-")
 _QUANTITY_CUM_NP = np.array(_QUANTITY_CUM)
+_PERSON_TEXT = '"user_id":"U00000000","session_id":"' + "0" * 36 + '"'
+_PERSON = np.frombuffer(_PERSON_TEXT.encode(), dtype=np.uint8)
+_PERSON_USER_AT = _PERSON_TEXT.index("U0") + 1  # the 8 digits of the user id
+_PERSON_SESSION_AT = _PERSON_TEXT.index("0" * 36)
+_VIEW_TAILS = tuple(tuple(f'"device":"{d}","country":"{c}"}}' for c in COUNTRY_NAMES)
+                    for d in DEVICES)
 
 _TX_JSON = ('%s"transaction_id":"%s",%s,'
             '"country":"%s","city":"%s","payment_method":"%s","currency":"%s","items":[%s],'
@@ -258,20 +265,45 @@ def _first_events(views: _Views, pending: list[tuple], budget: int) -> tuple[_Vi
 
 
 class _Session:
-    """One visit: who, where, on which device, and JSON fragments reused by its events."""
+    """One visit: who, where, on which device, and JSON fragments reused by its events:
+    ``person`` (``"user_id":…,"session_id":…``), ``view_tail`` (device and country) and the
+    message key (the user id)."""
 
-    __slots__ = ("city", "country", "currency", "key", "person", "user", "user_id", "view_tail")
+    __slots__ = ("city", "country", "currency", "key", "person", "user", "view_tail")
 
-    def __init__(self, user: int, user_id: str, session_id: str, country: int, city: int,
-                 device: str) -> None:
+    def __init__(self, user: int, key: bytes, person: str, country: int, city: int,
+                 device: int) -> None:
         self.user = user
-        self.user_id = user_id
-        self.key = user_id.encode()
+        self.key = key
+        self.person = person
         self.country = COUNTRY_NAMES[country]
         self.city = CITIES[country][city]
         self.currency = CURRENCIES[country]
-        self.person = f'"user_id":"{user_id}","session_id":"{session_id}"'
-        self.view_tail = f'"device":"{device}","country":"{self.country}"}}'
+        self.view_tail = _VIEW_TAILS[device][country]
+
+    @property
+    def user_id(self) -> str:
+        return self.key.decode()
+
+
+def _people(users: np.ndarray, session_ids: np.ndarray) -> tuple[list[str], list[bytes]]:
+    """``"user_id":"U…","session_id":"…"`` fragments and user-id keys, built as one byte
+    matrix (users below 10^8; larger ids are formatted one by one)."""
+    n = len(users)
+    if n and int(users.max()) >= 10**8:
+        ids = [user_id(u) for u in users.tolist()]
+        texts = [f'"user_id":"{u}","session_id":"{s}"' for u, s in zip(
+            ids, _rows(session_ids), strict=True)]
+        return texts, [u.encode() for u in ids]
+    rows = np.empty((n, len(_PERSON)), dtype=np.uint8)
+    rows[:] = _PERSON
+    at = _PERSON_USER_AT
+    for k, value in enumerate((users // 1_000_000, users // 10_000 % 100, users // 100 % 100,
+                               users % 100)):
+        rows[:, at + 2 * k:at + 2 * k + 2] = _TWO_DIGITS[value]
+    rows[:, _PERSON_SESSION_AT:_PERSON_SESSION_AT + 36] = session_ids
+    keys = np.ascontiguousarray(rows[:, at - 1:at + 8]).tobytes()
+    return _rows(rows), [keys[i:i + 9] for i in range(0, 9 * n, 9)]
 
 
 class Simulator:
@@ -418,10 +450,6 @@ class Simulator:
             text[:, at:at + hi - lo] = digits[:, lo:hi]
         return text
 
-    def _uuids(self, n: int) -> list[str]:
-        """``n`` version-4 UUID strings."""
-        return _rows(self._uuid_text(n))
-
     def _prefixes(self, times: np.ndarray) -> list[str]:
         """The common head of each event, ``{"event_id":"…","event_time":"…Z",
         "schema_version":1,``, for events at ``times`` (µs), with fresh UUIDs (vectorised)."""
@@ -486,7 +514,7 @@ class Simulator:
         view_times = starts[owner] + before - before[first][owner]
         ends = starts + done[first + views - 1] - before[first]
         finish = g.random((n, 4))  # remove?, which, buy?, checkout time
-        session_ids = self._uuids(n)
+        session_ids = self._uuid_text(n)
         floor = self._floor
         warming = start < floor  # warm-up: only what is still to happen from the clock's start
         if warming:  # sessions with something left to do: views, or a cart to settle
@@ -497,21 +525,21 @@ class Simulator:
         else:
             alive = np.ones(n, dtype=bool)
         live = np.flatnonzero(alive)
+        people, keys = _people(users[live], session_ids[live])
 
         sessions: list[_Session | None] = [None] * n
         moved = self._moved
-        for i, user, country, city, device, move in zip(
+        for i, user, country, city, device, move, person, key in zip(
                 live.tolist(), users[live].tolist(), countries[live].tolist(),
-                cities[live].tolist(), devices[live].tolist(), moves[live].tolist(),
-                strict=True):
+                cities[live].tolist(), devices[live].tolist(), moves[live].tolist(), people,
+                keys, strict=True):
             city = moved.get(user, city)
             n_cities = len(CITIES[country])
             relocate = move < P_MOVE and n_cities > 1
             if relocate:
                 city = (city + 1 + int(move / P_MOVE * (n_cities - 1))) % n_cities
                 moved[user] = city
-            session = _Session(user, f"U{user:08d}", session_ids[i], country, city,
-                               DEVICES[device])
+            session = _Session(user, key, person, country, city, device)
             sessions[i] = session
             if relocate:
                 t = int(starts[i])

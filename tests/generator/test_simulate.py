@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -252,3 +253,19 @@ def test_tiny_worlds_still_work(catalog: Catalog, users: int) -> None:
     valid_tx = [v for t, _, v in run.messages if t == "transactions"]
     expected = expected_anomalies(transactions(valid_tx))
     assert {(tx, kind) for tx, kind, *_ in run.records.anomalies} == expected
+
+
+def test_user_ids_of_any_width_are_formatted_alike() -> None:
+    from generator.simulate import _people
+
+    session_ids = np.frombuffer(b"0123456789abcdef0123456789abcdef0123" * 2,
+                                dtype=np.uint8).reshape(2, 36)
+    small = _people(np.array([7, 99_999_999]), session_ids)
+    large = _people(np.array([7, 123_456_789]), session_ids)
+    sid = "0123456789abcdef0123456789abcdef0123"
+    assert small == ([f'"user_id":"U00000007","session_id":"{sid}"',
+                      f'"user_id":"U99999999","session_id":"{sid}"'],
+                     [b"U00000007", b"U99999999"])
+    assert large == ([f'"user_id":"U00000007","session_id":"{sid}"',
+                      f'"user_id":"U123456789","session_id":"{sid}"'],
+                     [b"U00000007", b"U123456789"])
