@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+from confluent_kafka import KafkaException
 
 from globalmart_dagster.constants import RAW_TOPICS
 from globalmart_dagster.defs.jobs import daily_warehouse_job
@@ -158,7 +159,7 @@ def kafka_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
     now = datetime.now(UTC).timestamp()
     try:
         offsets = kafka.end_offsets(RAW_TOPICS)
-    except Exception as exc:  # noqa: BLE001 - a broker outage must not stop the day builds
+    except KafkaException as exc:  # a broker outage must not stop the day builds
         context.log.warning(f"cannot read end offsets from Kafka: {exc}")
         offsets = {}
     rows = warehouse.rows(PROGRESS_SQL, {"topics": list(RAW_TOPICS)})

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from globalmart.embedded import EmbeddedBroker
+from globalmart.embedded import EmbeddedBroker, free_port
 from globalmart.kafka import ensure_topics
 from globalmart_dagster.constants import RAW_TOPICS
 from globalmart_dagster.definitions import build_definitions
@@ -170,3 +170,12 @@ def test_cursor_round_trips_through_json():
     cursor = SensorCursor(next_day=DAY, offsets={"transactions": 3}, observed_at=1.5)
     assert SensorCursor.parse(cursor.dump()) == cursor
     assert json.loads(cursor.dump())["next_day"] == DAY.isoformat()
+
+
+def test_broker_down_still_builds_the_days_the_stream_passed(make_database, tmp_path: Path):
+    scene = Scene(make_database(), tmp_path / "lake", EmbeddedBroker(free_port(), tmp_path))
+    with_raw_days(scene, DAY)
+    scene.stream_progress(MIDNIGHT + timedelta(minutes=10))
+    result = scene.tick(None)  # nothing listens on the broker's port
+    assert requested(result) == [(DAY.isoformat(), f"daily_warehouse_job:{DAY.isoformat()}")]
+    assert SensorCursor.parse(result.cursor).offsets == {}
