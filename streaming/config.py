@@ -2,22 +2,27 @@
 
 The endpoints (PostgreSQL, Kafka, lake) come from :class:`globalmart.settings.PlatformSettings`;
 this class holds only the knobs of the Spark application. Every setting is declared here once
-with its default; an unknown ``GLOBALMART_STREAM_*`` variable is an error.
+with its default; an unknown ``GLOBALMART_STREAM_*`` variable (in the environment or
+``.env``) is an error, other variables are left to their owners.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from dotenv import dotenv_values
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "GLOBALMART_STREAM_"
 
 
 class StreamingSettings(BaseSettings):
     """Knobs of ``globalmart stream``."""
 
-    model_config = SettingsConfigDict(env_prefix="GLOBALMART_STREAM_", env_file=".env",
-                                      extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore")
 
     master: str = Field(default="local[*]", description="Spark master URL.")
     shuffle_partitions: int = Field(default=2, ge=1, description="spark.sql.shuffle.partitions.")
@@ -42,6 +47,20 @@ class StreamingSettings(BaseSettings):
         default=3, ge=0, description="How often a failed query is restarted before giving up.")
     progress_interval_seconds: float = Field(default=10.0, gt=0,
                                              description="How often a progress line is printed.")
+
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> StreamingSettings:
+        """Refuse a GLOBALMART_STREAM_* variable (environment or .env) that is no setting: a
+        misspelt knob must not be silently ignored."""
+        names = set(os.environ)
+        if Path(".env").is_file():
+            names |= set(dotenv_values(".env"))
+        known = {PREFIX + field.upper() for field in type(self).model_fields}
+        unknown = sorted(n for n in names if n.upper().startswith(PREFIX)
+                         and n.upper() not in known)
+        if unknown:
+            raise ValueError(f"unknown streaming settings {unknown}; known: {sorted(known)}")
+        return self
 
     def checkpoints(self, lake: str) -> str:
         """The checkpoint root in effect."""
