@@ -205,7 +205,9 @@ def main() -> None:
                 print(f"  {query_name:22s} {batches:3d} batches, mean {mean_ms:7.0f} ms, "
                       f"{rows:,} rows")
             conn.execute("TRUNCATE pipeline_metrics")
-        latencies = measure_latency(spark, platform, args.rate, args.seconds)
+        # a new query must not share the raw layer's file-sink log with the drained one
+        latency_platform = platform.model_copy(update={"lake_path": str(work / "lake-latency")})
+        latencies = measure_latency(spark, latency_platform, args.rate, args.seconds)
         if latencies:
             p50 = statistics.median(latencies)
             p95 = latencies[int(0.95 * (len(latencies) - 1))]

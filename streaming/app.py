@@ -91,6 +91,8 @@ def read_topics(spark: SparkSession, settings: StreamingSettings, bootstrap_serv
     )
     if settings.source_format == "kafka":
         reader = reader.option("failOnDataLoss", "false")
+    elif settings.max_input_partitions is not None:
+        reader = reader.option("maxInputPartitions", str(settings.max_input_partitions))
     return reader.load()
 
 

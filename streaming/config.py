@@ -34,6 +34,11 @@ class StreamingSettings(BaseSettings):
         default="earliest", description="Where a query without a checkpoint starts.")
     max_offsets_per_trigger: int = Field(default=50_000, ge=1,
                                          description="Records per topic and micro-batch, at most.")
+    max_input_partitions: int | None = Field(
+        default=2, ge=1,
+        description="Spark tasks per batch and query, at most (globalmart_kafka source): whole "
+                    "Kafka partitions are grouped; each task has a fixed cost. Unset: one task per "
+                    "Kafka partition.")
     source_format: str = Field(
         default="globalmart_kafka",
         description="Spark source format: globalmart_kafka (Python source) or kafka (native jar).")
