@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
@@ -34,6 +35,7 @@ from globalmart.settings import PlatformSettings
 from streaming.config import StreamingSettings
 from streaming.metrics import PipelineMetricsListener, QuerySnapshot
 from streaming.notifier import build_notifier
+from streaming.schemas import raw_path
 from streaming.sinks import (
     BatchStats,
     DeadLetterSink,
@@ -96,6 +98,30 @@ def read_topics(spark: SparkSession, settings: StreamingSettings, bootstrap_serv
     return reader.load()
 
 
+class RawLayerError(RuntimeError):
+    """The raw layer and its query's checkpoint do not belong together."""
+
+
+def _local(path: str) -> Path | None:
+    if path.startswith("file://"):
+        return Path(path.removeprefix("file://"))
+    return None if "://" in path else Path(path)
+
+
+def check_raw_layer(lake: str, topic: str, checkpoint: str) -> None:
+    """Refuse to start a raw-layer query whose file-sink log exists without its checkpoint: the
+    sink would take the new query's first batches for ones it already wrote and skip them.
+    (Checked on local paths; elsewhere keep checkpoints and the lake together.)"""
+    log_dir = _local(f"{raw_path(lake, topic)}/_spark_metadata")
+    checkpoint_dir = _local(checkpoint)
+    if (log_dir and checkpoint_dir and log_dir.is_dir()
+            and not (checkpoint_dir / "offsets").is_dir()):
+        raise RawLayerError(
+            f"the raw layer {raw_path(lake, topic)} was written by a query whose checkpoint "
+            f"{checkpoint} is gone; restore the checkpoint, or move that raw layer away to "
+            "rebuild it from Kafka")
+
+
 def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
     """Every query of the application, by name, as a function building its writer."""
     s, bootstrap = w.settings, w.platform.bootstrap_servers
@@ -118,6 +144,7 @@ def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
 
     def raw(topic: str) -> Callable[[], DataStreamWriter]:
         def build() -> DataStreamWriter:
+            check_raw_layer(w.platform.lake, topic, checkpoint(f"raw_{topic}"))
             events = deduplicate(accepted(source([topic]), topic), s.watermark)
             return raw_layer_writer(events, w.platform.lake, topic,
                                     checkpoint(f"raw_{topic}")).queryName(f"raw_{topic}")

@@ -16,11 +16,14 @@ def stream(available_now: bool, master: str | None) -> None:
     (GLOBALMART_DATABASE_URL, GLOBALMART_KAFKA_BOOTSTRAP_SERVERS, GLOBALMART_LAKE_PATH).
     """
     from globalmart.settings import PlatformSettings
-    from streaming.app import run
+    from streaming.app import RawLayerError, run
     from streaming.config import StreamingSettings
 
     settings = StreamingSettings()
     if master:
         settings = settings.model_copy(update={"master": master})
-    raise SystemExit(run(settings, PlatformSettings(), available_now=available_now,
-                         echo=click.echo))
+    try:
+        status = run(settings, PlatformSettings(), available_now=available_now, echo=click.echo)
+    except RawLayerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    raise SystemExit(status)

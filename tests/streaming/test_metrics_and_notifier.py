@@ -8,8 +8,10 @@ import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import pytest
+
 from globalmart.contracts import Alert
-from streaming.app import parse_duration
+from streaming.app import RawLayerError, check_raw_layer, parse_duration
 from streaming.metrics import progress_rows
 from streaming.notifier import LogNotifier, WebhookNotifier, build_notifier
 
@@ -92,3 +94,13 @@ def test_default_notifier_logs_and_a_dead_webhook_does_not_raise(caplog) -> None
     assert "stock 9 is low" in caplog.text
     WebhookNotifier("http://127.0.0.1:9/none", timeout=0.5).notify([_alert()])
     assert "could not deliver 1 alerts" in caplog.text
+
+
+def test_a_raw_layer_without_its_checkpoint_is_refused(tmp_path) -> None:
+    lake = str(tmp_path / "lake")
+    check_raw_layer(lake, "transactions", str(tmp_path / "cp"))  # nothing yet: fine
+    (tmp_path / "lake" / "raw" / "transactions" / "_spark_metadata").mkdir(parents=True)
+    with pytest.raises(RawLayerError, match="checkpoint"):
+        check_raw_layer(lake, "transactions", str(tmp_path / "cp"))
+    (tmp_path / "cp" / "offsets").mkdir(parents=True)
+    check_raw_layer(lake, "transactions", str(tmp_path / "cp"))
