@@ -5,7 +5,6 @@ daily partitions built with Spark from the raw Parquet layer and loaded so that 
 exactly its day in one transaction (re-runs and backfills are idempotent).
 """
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -43,13 +42,6 @@ def read_raw_days(spark: SparkSession, lake: LakeResource, topic: str,
         return spark.createDataFrame([], schema)
     return (spark.read.schema(schema).parquet(lake.raw_path(topic))
             .where(F.col("event_date").isin(days)))
-
-
-def _day_slices(rows: pa.Table, days: list[date]) -> Iterator[tuple[date, pa.Table]]:
-    """The rows of each day (a backfill builds all its days in one Spark job, then loads each
-    day in its own transaction)."""
-    for day in days:
-        yield day, rows.filter(pc.equal(rows.column("event_date"), pa.scalar(day, pa.date32())))
 
 
 def _arrow(frame: DataFrame, columns: list[str]) -> pa.Table:
@@ -138,12 +130,12 @@ def fact_sales(context: dg.AssetExecutionContext, pyspark: PySparkResource,
     """Sales at line-item grain: one row per transaction line of the day, with quantity, unit
     price and revenue (``line_amount``), the line's own category, and keys to the date, the
     customer version in effect at the event, the product and the location. Each day is
-    replaced in one transaction (a backfill run computes all its days in one Spark job)."""
-    days = _days(context)
-    transactions = read_raw_days(pyspark.spark_session, lake, "transactions", days)
-    all_lines = _arrow(transforms.sales_lines(transactions), transforms.SALES_COLUMNS)
+    computed by its own Spark job and replaced in its own transaction (a backfill run loops over
+    its days, so the driver never holds more than a day)."""
     per_day = {}
-    for day, lines in _day_slices(all_lines, days):
+    for day in _days(context):
+        transactions = read_raw_days(pyspark.spark_session, lake, "transactions", [day])
+        lines = _arrow(transforms.sales_lines(transactions), transforms.SALES_COLUMNS)
         with warehouse.connect() as conn:
             counts = load.replace_fact_sales_day(conn, day, lines)
         revenue = pc.sum(lines.column("line_amount")).as_py() or 0
@@ -166,13 +158,13 @@ def fact_sessions(context: dg.AssetExecutionContext, pyspark: PySparkResource,
     removes and updates, purchases, revenue and whether the session converted. A session that
     crosses midnight has one row per day. Each day is replaced in one transaction."""
     spark = pyspark.spark_session
-    days = _days(context)
-    views, carts, transactions = (read_raw_days(spark, lake, topic, days)
-                                  for topic in ("product_views", "cart_events", "transactions"))
-    all_sessions = _arrow(transforms.session_facts(views, carts, transactions),
-                          transforms.SESSION_COLUMNS)
     per_day = {}
-    for day, sessions in _day_slices(all_sessions, days):
+    for day in _days(context):
+        views, carts, transactions = (
+            read_raw_days(spark, lake, topic, [day])
+            for topic in ("product_views", "cart_events", "transactions"))
+        sessions = _arrow(transforms.session_facts(views, carts, transactions),
+                          transforms.SESSION_COLUMNS)
         with warehouse.connect() as conn:
             per_day[day.isoformat()] = load.replace_fact_sessions_day(conn, day, sessions)
         context.log.info(f"fact_sessions {day}: {per_day[day.isoformat()]}")
