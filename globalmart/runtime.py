@@ -36,6 +36,7 @@ from globalmart.settings import PlatformSettings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _HEALTH_TIMEOUT_S = 180.0
 _STOP_TIMEOUT_S = 30.0
+_UP_KEY_NAME = "globalmart-up"
 
 
 class RuntimeSettings(BaseSettings):
@@ -123,6 +124,15 @@ def _prepare_dagster_home(dagster_home: Path) -> None:
     shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
 
 
+def _session_api_key(db_url: str) -> str:
+    """A fresh API key for this run's dashboard link; the previous run's key is revoked."""
+    from api.keys import ApiKeyError, create_key, revoke_key
+
+    with contextlib.suppress(ApiKeyError):
+        revoke_key(db_url, _UP_KEY_NAME)
+    return create_key(db_url, _UP_KEY_NAME)
+
+
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local URL
@@ -195,6 +205,10 @@ class Platform:
         self._stops.append((component.name, lambda: _stop_process(component)))
         self._wait_healthy(component)
         self.rows.append((component.name, component.address, f"log: {component.log_path}"))
+        if component.name == "api":
+            key = _session_api_key(self.settings.db_url)
+            self.rows.append(("dashboard", f"http://127.0.0.1:{self.runtime.api_port}"
+                              f"/dashboard?key={key}", "(key valid until the next `up`)"))
 
     def _wait_healthy(self, component: Component) -> None:
         assert component.process is not None
