@@ -4,10 +4,12 @@
 same columns as Spark's native ``kafka`` format — key, value, topic, partition, offset, timestamp,
 timestampType — so the two can be swapped by a setting. Offsets per topic-partition live in the
 query's checkpoint (``{"topic": {"partition": next_offset}}``, like the native source);
-``maxOffsetsPerTrigger`` bounds a micro-batch and is spread fairly over the partitions; every
-Kafka partition with records in the batch is one Spark input partition (unless
-``maxInputPartitions`` groups them), read with a confluent-kafka consumer that is assigned
-(never subscribed) and commits nothing.
+``maxOffsetsPerTrigger`` bounds a micro-batch and is split over the partitions in proportion
+to their backlogs, like the native source (so that, while catching up, all partitions advance
+by the same fraction of their backlog and stay together in event time); every Kafka partition
+with records in the batch is one Spark input partition (unless ``maxInputPartitions`` groups
+them), read with a confluent-kafka consumer that is assigned (never subscribed) and commits
+nothing.
 
 The broker may be Apache Kafka or Tansu, whose reported log end can lag the true end; the log
 ends come from :class:`globalmart.kafka.LogProbe`, which is exact on both. When the broker forgets
@@ -24,7 +26,8 @@ Options (case-insensitive; anything else is refused):
                               earliest, -1 = latest (default: ``latest`` for streams,
                               ``earliest`` for batch reads)
 ``endingOffsets``             batch reads only: ``latest`` (default) | JSON as above
-``maxOffsetsPerTrigger``      records per micro-batch over all partitions (default: no limit)
+``maxOffsetsPerTrigger``      records per micro-batch over all partitions, split in proportion
+                              to their backlogs (default: no limit)
 ``maxInputPartitions``        at most this many Spark tasks per batch: whole Kafka partitions
                               are grouped (default: one task per Kafka partition; small values
                               cut the per-task overhead of low-rate streams on few cores)
@@ -210,19 +213,40 @@ def decode_offsets(encoded: Mapping[str, Mapping[str, int]]) -> Offsets:
     return {(t, int(p)): int(o) for t, parts in encoded.items() for p, o in parts.items()}
 
 
-def fair_shares(available: Mapping[TopicPartitionKey, int], budget: int
-                ) -> dict[TopicPartitionKey, int]:
-    """Split ``budget`` records over partitions with ``available`` records each, max-min fair:
-    every partition gets an equal share, and what a small partition cannot use goes to the
-    others. The result never exceeds ``budget`` nor any partition's availability, and some
-    partition always advances when records are available and ``budget`` > 0."""
+def proportional_shares(available: Mapping[TopicPartitionKey, int], budget: int
+                        ) -> dict[TopicPartitionKey, int]:
+    """Split ``budget`` records over partitions with ``available`` records each, in proportion
+    to their backlogs (as Spark's native Kafka source does), so that under a backlog larger
+    than one batch every partition advances by the same fraction of its backlog and the
+    partitions stay together in event time.
+
+    Deterministic rounding: each partition gets the floor of ``budget × its backlog / total
+    backlog``; the records left over go one each to the largest fractional parts, ties broken
+    by (topic, partition). Then no partition with records is starved while the budget allows
+    it: a partition left at 0 takes 1 record from the largest share (ties by topic,
+    partition), as long as some share has 2 or more. The shares sum to ``min(budget, total
+    backlog)`` and never exceed a partition's backlog."""
     shares = dict.fromkeys(available, 0)
-    pending = sorted((n, key) for key, n in available.items() if n > 0)
-    remaining = budget
-    for index, (n, key) in enumerate(pending):
-        take = min(n, remaining // (len(pending) - index))
-        shares[key] = take
-        remaining -= take
+    backlog = {key: n for key, n in sorted(available.items()) if n > 0}
+    total = sum(backlog.values())
+    if budget >= total:
+        shares.update(backlog)
+        return shares
+    # exact integer arithmetic: quota = budget * n / total = floor + fraction / total
+    fractions = {}
+    for key, n in backlog.items():
+        shares[key], fractions[key] = divmod(budget * n, total)
+    by_fraction = sorted(backlog, key=lambda k: (-fractions[k], k))
+    for key in by_fraction[:budget - sum(shares.values())]:
+        shares[key] += 1
+    for key in by_fraction:
+        if shares[key] > 0:
+            continue
+        donor = min(backlog, key=lambda k: (-shares[k], k))
+        if shares[donor] < 2:
+            break
+        shares[donor] -= 1
+        shares[key] = 1
     return shares
 
 
@@ -376,7 +400,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
         """The end of the next micro-batch: each partition's true log end, capped by the read
-        limit. Partitions whose log was lost (broker restart) are moved back to their log
+        limit (split in proportion to the backlogs, see :func:`proportional_shares`).
+        Partitions whose log was lost (broker restart) are moved back to their log
         start; new partitions are registered at their log start and read from the next
         batch. Broker outages give "no new data", with a warning, instead of an error."""
         begin = decode_offsets(start)
@@ -402,7 +427,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             readable = {key: min(n, self._target.get(key, 0) - begin[key])
                         for key, n in readable.items()}
         if isinstance(limit, ReadMaxRows):
-            readable = fair_shares(readable, limit.max_rows)
+            readable = proportional_shares(readable, limit.max_rows)
         for key, n in readable.items():
             if n > 0:
                 end[key] = begin[key] + n

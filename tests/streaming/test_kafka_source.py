@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -30,8 +33,8 @@ from streaming.kafka_source import (
     OffsetRange,
     decode_offsets,
     encode_offsets,
-    fair_shares,
     plan_input_partitions,
+    proportional_shares,
     read_ranges,
     register_kafka_source,
 )
@@ -123,17 +126,63 @@ def kafka_stream(spark, tmp_path: Path) -> Iterator[Callable[..., object]]:
 # --- pure parts ---------------------------------------------------------------------------
 
 @given(st.dictionaries(st.tuples(st.sampled_from(TOPICS), st.integers(0, 5)),
-                       st.integers(0, 1000), max_size=12),
-       st.integers(1, 5000))
-def test_fair_shares_use_the_budget_fairly(available, budget):
-    shares = fair_shares(available, budget)
+                       st.integers(0, 100_000), max_size=12),
+       st.integers(1, 50_000))
+def test_proportional_shares_split_the_budget_by_backlog(available, budget):
+    shares = proportional_shares(available, budget)
     assert set(shares) == set(available)
     assert all(0 <= shares[k] <= available[k] for k in available)
-    assert sum(shares.values()) == min(budget, sum(available.values()))
-    # max-min fair: a partition that got less than it had is within 1 of everybody's share
-    for key, share in shares.items():
-        if share < available[key]:
-            assert all(other <= share + 1 for other in shares.values())
+    total = sum(available.values())
+    assert sum(shares.values()) == min(budget, total)
+    if budget >= total:
+        assert shares == available
+        return
+    quotas = {k: Fraction(budget * n, total) for k, n in available.items()}
+    small = sum(1 for q in quotas.values() if 0 < q < 1)  # may be raised to 1 record
+    for key, quota in quotas.items():
+        # proportional within rounding; a partition may give up to one record to each small
+        # partition raised from 0 to 1
+        assert math.floor(quota) - small <= shares[key] <= math.ceil(quota)
+        if small == 0:
+            assert abs(shares[key] - quota) < 1
+    with_data = [k for k, n in available.items() if n > 0]
+    if budget >= len(with_data):  # nobody with records is starved while the budget allows it
+        assert all(shares[k] >= 1 for k in with_data)
+    for a in available:  # a bigger backlog never gets a smaller share (beyond rounding)
+        for b in available:
+            if available[a] >= available[b]:
+                assert shares[a] >= shares[b] - 1
+
+
+def test_proportional_shares_keep_partitions_together_while_catching_up():
+    # max-min fair shares gave 5,000 each: the small partition was read at once while the big
+    # one lagged 95 % behind, i.e. far apart in event time
+    big, small = ("transactions", 0), ("transactions", 1)
+    backlog = {big: 100_000, small: 1_000}
+    shares = proportional_shares(backlog, 10_000)
+    assert shares == {big: 9_901, small: 99}
+    assert abs(shares[big] / backlog[big] - shares[small] / backlog[small]) <= 1 / 1_000
+    # batch after batch, both advance by the same fraction and finish in the same batch
+    read = dict.fromkeys(backlog, 0)
+    batches = 0
+    while read != backlog:
+        step = proportional_shares({k: backlog[k] - read[k] for k in backlog}, 10_000)
+        read = {k: read[k] + step[k] for k in backlog}
+        batches += 1
+        assert abs(read[big] / backlog[big] - read[small] / backlog[small]) <= 2 / 1_000
+    assert batches == 11  # ceil(101,000 / 10,000)
+
+
+def test_proportional_shares_round_deterministically_and_starve_nobody():
+    a, b, c = ("product_views", 0), ("transactions", 0), ("transactions", 1)
+    # equal fractional parts: the remainder goes in topic/partition order
+    assert proportional_shares({c: 10, b: 10, a: 10}, 2) == {a: 1, b: 1, c: 0}
+    # 10 x 1/1,000,002 rounds to 0; the small partitions still get one record each
+    assert proportional_shares({a: 1_000_000, b: 1, c: 1}, 10) == {a: 8, b: 1, c: 1}
+    # a budget below the number of partitions goes to the largest backlogs
+    assert proportional_shares({a: 5, b: 1_000, c: 1}, 1) == {a: 0, b: 1, c: 0}
+    assert proportional_shares({a: 5, b: 1_000, c: 1}, 2) == {a: 1, b: 1, c: 0}
+    assert proportional_shares({a: 0, b: 3, c: -2}, 100) == {a: 0, b: 3, c: 0}
 
 
 def test_offsets_round_trip_through_the_checkpoint_form():
@@ -397,9 +446,12 @@ def test_max_offsets_per_trigger_bounds_every_batch(broker, kafka_stream):
     assert query.exception() is None
     assert collector.sizes() == [1200] * 4 + [200]
     assert set(collector.records()) == records
-    # the budget is spread over the six partitions, not spent on one
+    # the budget is split over the six partitions in proportion to their backlogs
     first = collector.batches[min(collector.batches)]
-    assert len({(topic, partition) for topic, partition, _, _ in first}) == 6
+    backlog = Counter((topic, partition) for topic, partition, _, _ in records)
+    read = Counter((topic, partition) for topic, partition, _, _ in first)
+    assert set(read) == set(backlog) and len(backlog) == 6
+    assert all(abs(read[key] - Fraction(1200 * n, 5000)) < 1 for key, n in backlog.items())
 
 
 def test_restart_from_checkpoint_loses_and_duplicates_nothing(broker, kafka_stream, tmp_path):
