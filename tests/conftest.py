@@ -78,6 +78,12 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def mongodb_url() -> str:
+    """A real MongoDB when GLOBALMART_TEST_MONGODB_URL is set, else the in-process stand-in."""
+    return os.environ.get("GLOBALMART_TEST_MONGODB_URL", "mongomock://globalmart-tests")
+
+
+@pytest.fixture(scope="session")
 def spark():
     """One local Spark session for the whole test run."""
     from streaming.session import build_spark_session

@@ -177,8 +177,8 @@ def test_rematerializing_a_day_changes_nothing(built: Built):
     assert snapshot(built.url) == before
 
 
-def test_mongodb_backend_stores_the_same_marts(built: Built):
-    mongo = MongoMartIOManager(mongodb_url="mongomock://dagster-tests")
+def test_mongodb_backend_stores_the_same_marts(built: Built, mongodb_url: str):
+    mongo = MongoMartIOManager(mongodb_url=mongodb_url)
     resources = {**make_resources(built.url, built.lake), "mart_io_manager": mongo}
     result = dg.materialize(MARTS, partition_key=DAY.isoformat(), resources=resources)
     assert result.success

@@ -41,7 +41,7 @@ class Scene:
         assert producer.flush(15) == 0
 
     def stream_progress(self, max_event_time: datetime, topic: str = "transactions",
-                        lag: int = 7) -> None:
+                        lag: int = 7, query_name: str = "raw_transactions") -> None:
         """A micro-batch of the streaming app as its metrics listener records it."""
         self.batch += 1
         with psycopg.connect(self.url) as conn:
@@ -49,8 +49,8 @@ class Scene:
                 "INSERT INTO public.pipeline_metrics (query_name, batch_id, topic, processed_at, "
                 "input_rows, input_rows_per_second, processed_rows_per_second, "
                 "batch_duration_ms, lag_records, rows_written, max_event_time) "
-                "VALUES ('raw_transactions', %s, %s, now(), 10, 5.0, 12.5, 800, %s, 10, %s)",
-                (self.batch, topic, lag, max_event_time))
+                "VALUES (%s, %s, %s, now(), 10, 5.0, 12.5, 800, %s, 10, %s)",
+                (query_name, self.batch, topic, lag, max_event_time))
 
     def tick(self, cursor: str | None) -> dg.SensorResult:
         resources = make_resources(self.url, self.lake, self.broker.bootstrap_servers)
@@ -125,6 +125,15 @@ def test_day_still_open_is_not_requested(scene: Scene):
     result = scene.tick(cursor)
     assert requested(result) == []
     assert SensorCursor.parse(result.cursor).next_day == DAY
+
+
+def test_only_the_raw_layer_queries_close_a_day(scene: Scene):
+    """Another query (sessions, anomalies) past midnight does not mean the raw layer is."""
+    with_raw_days(scene, DAY)
+    scene.stream_progress(datetime.combine(DAY, time(15), tzinfo=UTC))
+    scene.stream_progress(MIDNIGHT + timedelta(hours=1), query_name="sessions")
+    result = scene.tick(SensorCursor(next_day=DAY).dump())
+    assert requested(result) == []
 
 
 def test_catching_up_requests_each_missing_day_in_order(scene: Scene, monkeypatch):
