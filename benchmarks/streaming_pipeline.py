@@ -29,7 +29,7 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from globalmart import db
-from globalmart.contracts import ALL_TOPICS
+from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS
 from globalmart.embedded import EmbeddedBroker, free_port
 from globalmart.kafka import ensure_topics
 from globalmart.settings import PlatformSettings
@@ -38,6 +38,7 @@ from streaming.config import StreamingSettings
 from streaming.session import build_spark_session
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+QUERIES = len(INPUT_TOPICS) + 2  # realtime, raw_<topic> per input topic, dead_letter
 CATEGORIES = ["Electronics", "Books", "Clothing", "Home & Garden", "Sports"]
 COUNTRIES = ["USA", "UK", "Canada", "Germany", "France"]
 
@@ -126,7 +127,7 @@ def measure_latency(spark, platform: PlatformSettings, rate: float, seconds: flo
             while not done.is_set() or len(seen) < len(sent):
                 if not warm.is_set() and conn.execute(
                         "SELECT count(DISTINCT query_name) FROM pipeline_metrics "
-                        "WHERE input_rows > 0").fetchone()[0] >= 8:
+                        "WHERE input_rows > 0").fetchone()[0] >= QUERIES:
                     warm.set()
                 for (txid,) in conn.execute(
                         "SELECT transaction_id FROM transaction_anomalies "
@@ -199,7 +200,7 @@ def main() -> None:
         print(f"backlog: {args.backlog:,} events produced in {time.monotonic() - started:.1f} s")
         rate = measure_throughput(spark, platform, args.backlog)
         print(f"throughput: {rate:,.0f} events/s draining {args.backlog:,} events "
-              "(all 8 queries, local[2])")
+              f"(all {QUERIES} queries, local[2])")
         with psycopg.connect(url) as conn:
             for query_name, batches, mean_ms, rows in conn.execute(
                     "SELECT query_name, count(DISTINCT batch_id), avg(batch_duration_ms), "

@@ -5,14 +5,18 @@ Queries (each with its checkpoint under ``<checkpoints>/<name>``):
 ==================  ==========================================  ===============================
 query               reads                                       writes
 ==================  ==========================================  ===============================
-dead_letter         the four input topics                       dead_letter topic and table
-raw_<topic>         one input topic (valid, de-duplicated)      Parquet raw layer (file sink)
-transactions        transactions (valid, de-duplicated)         sales/order metrics, anomalies,
-                                                                stock sold, alerts
-inventory           inventory_events (valid, de-duplicated)     stock, alerts
-sessions            product_views, cart_events, transactions    session_metrics,
+realtime            the four input topics (validated once,      sales/order metrics, anomalies,
+                    de-duplicated by topic and event id)        stock, alerts, session_metrics,
                                                                 cart_abandonment
+raw_<topic>         one input topic (valid, de-duplicated)      Parquet raw layer (file sink)
+dead_letter         the four input topics                       dead_letter topic and table
 ==================  ==========================================  ===============================
+
+The realtime query runs every ``trigger_interval``; its foreachBatch fans each batch out to the
+transactions, inventory and sessions sinks (each commits under its own name in
+``stream_state.batch_commits``). The raw-layer and dead-letter queries run every
+``raw_trigger_interval`` in their own scheduler pool, so their larger, rarer batches share the
+cores fairly with the realtime query instead of queueing ahead of it.
 """
 
 from __future__ import annotations
@@ -41,19 +45,22 @@ from streaming.sinks import (
     DeadLetterSink,
     InventorySink,
     Postgres,
+    RealtimeSink,
     SessionsSink,
     TopicWriter,
     TransactionsSink,
     raw_layer_writer,
 )
-from streaming.transforms.dedup import deduplicate
+from streaming.transforms.dedup import deduplicate, deduplicate_valid
 from streaming.transforms.parse import accepted, validate
-from streaming.transforms.sessions import SESSION_TOPICS, session_activity
 
 log = logging.getLogger(__name__)
 
 # Python workers of a busy machine can take longer than the default 15 s to connect back.
-SPARK_CONF = {"spark.python.authenticate.socketTimeout": "120s"}
+# FAIR scheduling shares the cores between the realtime query's pool and the others'.
+SPARK_CONF = {"spark.python.authenticate.socketTimeout": "120s",
+              "spark.scheduler.mode": "FAIR"}
+REALTIME_QUERY = "realtime"
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -150,39 +157,42 @@ def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
                                     checkpoint(f"raw_{topic}")).queryName(f"raw_{topic}")
         return build
 
-    def transactions() -> DataStreamWriter:
-        events = deduplicate(accepted(source(["transactions"]), "transactions"), s.watermark)
-        sink = TransactionsSink("transactions", Postgres(w.platform.db_url), w.writer, notifier,
-                                w.stats, watermark, s.critical_anomaly_score)
-        return foreach("transactions", events, sink)
+    def realtime() -> DataStreamWriter:
+        events = deduplicate_valid(source(INPUT_TOPICS), s.watermark)
+        sink = RealtimeSink(
+            REALTIME_QUERY,
+            TransactionsSink("transactions", Postgres(w.platform.db_url), w.writer, notifier,
+                             w.stats, watermark, s.critical_anomaly_score),
+            InventorySink("inventory", Postgres(w.platform.db_url), w.writer, notifier,
+                          w.stats),
+            SessionsSink("sessions", Postgres(w.platform.db_url), w.stats, watermark),
+            w.stats)
+        return foreach(REALTIME_QUERY, events, sink)
 
-    def inventory() -> DataStreamWriter:
-        events = deduplicate(accepted(source(["inventory_events"]), "inventory_events"),
-                             s.watermark)
-        sink = InventorySink("inventory", Postgres(w.platform.db_url), w.writer, notifier,
-                             w.stats)
-        return foreach("inventory", events, sink)
-
-    def sessions() -> DataStreamWriter:
-        activity = deduplicate(session_activity(source(SESSION_TOPICS)), s.watermark)
-        sink = SessionsSink("sessions", Postgres(w.platform.db_url), w.stats, watermark)
-        return foreach("sessions", activity, sink)
-
-    queries: dict[str, Callable[[], DataStreamWriter]] = {"dead_letter": dead_letter}
+    queries: dict[str, Callable[[], DataStreamWriter]] = {REALTIME_QUERY: realtime}
     queries.update({f"raw_{topic}": raw(topic) for topic in INPUT_TOPICS})
-    queries.update({"transactions": transactions, "inventory": inventory, "sessions": sessions})
+    queries["dead_letter"] = dead_letter
     return queries
 
 
-def start_query(w: Wiring, build: Callable[[], DataStreamWriter],
+def start_query(w: Wiring, name: str, build: Callable[[], DataStreamWriter],
                 available_now: bool) -> StreamingQuery:
-    """Start one query with the configured trigger (or available-now)."""
+    """Start query ``name`` with its trigger (or available-now) in its scheduler pool: the
+    realtime query every ``trigger_interval`` in pool ``realtime``, the others every
+    ``raw_trigger_interval`` in pool ``background``."""
+    realtime = name == REALTIME_QUERY
     writer = build()
     if available_now:
         writer = writer.trigger(availableNow=True)
     else:
-        writer = writer.trigger(processingTime=w.settings.trigger_interval)
-    return writer.start()
+        writer = writer.trigger(processingTime=w.settings.trigger_interval if realtime
+                                else w.settings.raw_trigger_interval)
+    context = w.spark.sparkContext
+    context.setLocalProperty("spark.scheduler.pool", "realtime" if realtime else "background")
+    try:
+        return writer.start()
+    finally:
+        context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
 
 
 def progress_line(snapshots: dict[str, QuerySnapshot]) -> str:
@@ -217,7 +227,7 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
     status = 0
     try:
         for name, build in builders.items():
-            running[name] = start_query(wiring, build, available_now)
+            running[name] = start_query(wiring, name, build, available_now)
         echo(f"stream: {len(running)} queries running, checkpoints under {wiring.checkpoints}")
         next_line = time.monotonic() + settings.progress_interval_seconds
         while not stop.is_set():
@@ -233,7 +243,7 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
                     break
                 echo(f"stream: query {name} failed, restarting it from its checkpoint "
                      f"({restarts[name]}/{settings.max_query_restarts}): {query.exception()}")
-                running[name] = start_query(wiring, builders[name], available_now)
+                running[name] = start_query(wiring, name, builders[name], available_now)
             if stop.is_set():
                 break
             if available_now and not any(q.isActive for q in running.values()):

@@ -40,12 +40,13 @@ from streaming.transforms.anomalies import (
     user_transactions,
 )
 from streaming.transforms.inventory import MOVEMENT_COLUMNS, stock_movements, units_sold
-from streaming.transforms.parse import rejected
+from streaming.transforms.parse import accepted, rejected
 from streaming.transforms.sales import order_metrics, sales_metrics
 from streaming.transforms.sessions import (
     ABANDONMENT_MINUTES,
     SESSION_COLUMNS,
     merge_sessions,
+    session_activity,
     session_metrics,
 )
 
@@ -701,6 +702,33 @@ class SessionsSink:
 
         self.postgres.run_batch(self.query_name, batch_id, work)
         self.stats.record(self.query_name, batch_id, written[0])
+
+
+# --- The realtime query ----------------------------------------------------------------------
+
+class RealtimeSink:
+    """foreachBatch of the realtime query: valid records of the four input topics, validated
+    once and de-duplicated by (topic, event_id), fanned out to the transactions, inventory and
+    sessions sinks. Each sink commits its part of the batch in its own PostgreSQL transaction
+    under its own name in ``stream_state.batch_commits``, so a replayed batch skips exactly the
+    parts already committed. The rows written are recorded under the realtime query's name."""
+
+    def __init__(self, query_name: str, transactions: TransactionsSink, inventory: InventorySink,
+                 sessions: SessionsSink, stats: BatchStats) -> None:
+        self.query_name, self.stats = query_name, stats
+        self.transactions, self.inventory, self.sessions = transactions, inventory, sessions
+
+    def __call__(self, events: DataFrame, batch_id: int) -> None:
+        events.persist()
+        try:
+            self.transactions(accepted(events, "transactions"), batch_id)
+            self.inventory(accepted(events, "inventory_events"), batch_id)
+            self.sessions(session_activity(events), batch_id)
+        finally:
+            events.unpersist()
+        written = sum(self.stats.pop(sink.query_name, batch_id) or 0
+                      for sink in (self.transactions, self.inventory, self.sessions))
+        self.stats.record(self.query_name, batch_id, written)
 
 
 # --- Raw layer --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from globalmart.contracts import parse_event
 from streaming.sinks import collect_rows
 from streaming.transforms.anomalies import rule_anomalies, user_transactions
-from streaming.transforms.dedup import deduplicate
+from streaming.transforms.dedup import deduplicate, deduplicate_valid
 from streaming.transforms.inventory import stock_movements, units_sold
 from streaming.transforms.parse import accepted, rejected, validate
 from streaming.transforms.sales import order_metrics, sales_metrics
@@ -199,6 +199,19 @@ def test_duplicates_are_counted_once(spark) -> None:
     event = transaction(items=[line(unit_price="10")])
     frame = deduplicate(_transactions(spark, [event, event, transaction()]), "10 minutes")
     assert frame.count() == 2
+
+
+def test_valid_records_are_deduplicated_per_topic_and_invalid_ones_dropped(spark) -> None:
+    sale = transaction(items=[line(unit_price="10")])
+    same_id_view = {**view(), "event_id": sale["event_id"]}
+    rows = [record("transactions", sale), record("transactions", sale),
+            record("product_views", same_id_view), record("transactions", "{broken")]
+    frame = deduplicate_valid(validate(records(spark, rows)), "10 minutes")
+    found = sorted((r["topic"], r["event_id"], r["event_time"], r["reason"])
+                   for r in collect_rows(frame, ["topic", "event_id", "event_time", "reason"]))
+    assert found == [("product_views", sale["event_id"], T0, None),
+                     ("transactions", sale["event_id"], T0, None)]
+    assert accepted(frame, "transactions").count() == 1
 
 
 # --- inventory ----------------------------------------------------------------------------------
