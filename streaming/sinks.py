@@ -27,7 +27,7 @@ from psycopg import errors
 from psycopg.rows import dict_row
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DecimalType, TimestampType
+from pyspark.sql.types import ArrayType, DecimalType, DoubleType, FloatType, TimestampType
 
 from globalmart.contracts import ALERTS_TOPIC, DEAD_LETTER_TOPIC, Alert, DeadLetter
 from streaming.notifier import Notifier
@@ -95,8 +95,8 @@ _JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "ignoreNu
 def collect_many(frames: dict[str, tuple[DataFrame, Sequence[str]]]
                  ) -> dict[str, list[dict[str, Any]]]:
     """Collect several small results of one micro-batch in a single Spark job (each job has a
-    fixed cost): every frame's rows travel as JSON, decimals are read back exactly and
-    timestamps as UTC-aware datetimes."""
+    fixed cost): every frame's rows travel as JSON, decimals are read back exactly, floats as
+    floats and timestamps (also in arrays) as UTC-aware datetimes."""
     parts = []
     for name, (frame, columns) in frames.items():
         parts.append(frame.select(
@@ -120,6 +120,13 @@ def collect_many(frames: dict[str, tuple[DataFrame, Sequence[str]]]
                     if row[column] is not None:
                         row[column] = Decimal(row[column]).quantize(
                             Decimal(1).scaleb(-dtype.scale))
+            elif isinstance(dtype, DoubleType | FloatType):
+                for row in found[name]:
+                    if row[column] is not None:
+                        row[column] = float(row[column])
+            elif isinstance(dtype, ArrayType) and isinstance(dtype.elementType, TimestampType):
+                for row in found[name]:
+                    row[column] = [_parse_time(v) for v in row[column] or []]
     return found
 
 
@@ -540,20 +547,31 @@ class TransactionsSink:
             query_name, postgres, writer, notifier)
         self.stats, self.watermark, self.critical_score = stats, watermark, critical_score
 
+    @staticmethod
+    def frames(transactions: DataFrame) -> dict[str, tuple[DataFrame, Sequence[str]]]:
+        """The results a batch of transactions needs, for :func:`collect_many`."""
+        return {
+            "minute": (sales_metrics(transactions, "1 minute"), SALES_COLUMNS),
+            "hourly": (sales_metrics(transactions, "1 hour"), SALES_COLUMNS),
+            "orders": (order_metrics(transactions), ORDER_COLUMNS),
+            "rules": (rule_anomalies(transactions), ANOMALY_COLUMNS),
+            "users": (user_transactions(transactions), USER_TX_COLUMNS),
+            "sold": (units_sold(transactions), MOVEMENT_COLUMNS),
+        }
+
     def __call__(self, transactions: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         transactions.persist()
         try:
-            found = collect_many({
-                "minute": (sales_metrics(transactions, "1 minute"), SALES_COLUMNS),
-                "hourly": (sales_metrics(transactions, "1 hour"), SALES_COLUMNS),
-                "orders": (order_metrics(transactions), ORDER_COLUMNS),
-                "rules": (rule_anomalies(transactions), ANOMALY_COLUMNS),
-                "users": (user_transactions(transactions), USER_TX_COLUMNS),
-                "sold": (units_sold(transactions), MOVEMENT_COLUMNS),
-            })
+            found = collect_many(self.frames(transactions))
         finally:
             transactions.unpersist()
+        self.write(found, batch_id, started)
+
+    def write(self, found: dict[str, list[dict[str, Any]]], batch_id: int,
+              started: float) -> None:
+        """Write the collected :meth:`frames` of batch ``batch_id`` (``started``: when its
+        Spark work began, for the log)."""
         minute, hourly, orders = found["minute"], found["hourly"], found["orders"]
         rules, users, sold = found["rules"], found["users"], found["sold"]
         if not users:
@@ -594,8 +612,16 @@ class InventorySink:
         self.query_name, self.postgres, self.writer, self.notifier, self.stats = (
             query_name, postgres, writer, notifier, stats)
 
+    @staticmethod
+    def frames(events: DataFrame) -> dict[str, tuple[DataFrame, Sequence[str]]]:
+        """The stock movements of a batch of inventory events, for :func:`collect_many`."""
+        return {"moves": (stock_movements(events), MOVEMENT_COLUMNS)}
+
     def __call__(self, events: DataFrame, batch_id: int) -> None:
-        moves = collect_rows(stock_movements(events), MOVEMENT_COLUMNS)
+        self.write(collect_rows(stock_movements(events), MOVEMENT_COLUMNS), batch_id)
+
+    def write(self, moves: list[dict[str, Any]], batch_id: int) -> None:
+        """Apply the collected stock movements of batch ``batch_id``."""
         if not moves:
             self.stats.record(self.query_name, batch_id, 0)
             return
@@ -688,8 +714,16 @@ class SessionsSink:
         self.query_name, self.postgres, self.stats, self.watermark = (
             query_name, postgres, stats, watermark)
 
+    @staticmethod
+    def frames(activity: DataFrame) -> dict[str, tuple[DataFrame, Sequence[str]]]:
+        """The session pieces of a batch of session activity, for :func:`collect_many`."""
+        return {"pieces": (session_metrics(activity), SESSION_COLUMNS)}
+
     def __call__(self, activity: DataFrame, batch_id: int) -> None:
-        pieces = collect_rows(session_metrics(activity), SESSION_COLUMNS)
+        self.write(collect_rows(session_metrics(activity), SESSION_COLUMNS), batch_id)
+
+    def write(self, pieces: list[dict[str, Any]], batch_id: int) -> None:
+        """Merge the collected session pieces of batch ``batch_id``."""
         if not pieces:
             self.stats.record(self.query_name, batch_id, 0)
             return
@@ -709,9 +743,10 @@ class SessionsSink:
 class RealtimeSink:
     """foreachBatch of the realtime query: valid records of the four input topics, validated
     once and de-duplicated by (topic, event_id), fanned out to the transactions, inventory and
-    sessions sinks. Each sink commits its part of the batch in its own PostgreSQL transaction
-    under its own name in ``stream_state.batch_commits``, so a replayed batch skips exactly the
-    parts already committed. The rows written are recorded under the realtime query's name."""
+    sessions sinks. Their results are collected in one Spark job; each sink then commits its
+    part of the batch in its own PostgreSQL transaction under its own name in
+    ``stream_state.batch_commits``, so a replayed batch skips exactly the parts already
+    committed. The rows written are recorded under the realtime query's name."""
 
     def __init__(self, query_name: str, transactions: TransactionsSink, inventory: InventorySink,
                  sessions: SessionsSink, stats: BatchStats) -> None:
@@ -719,13 +754,19 @@ class RealtimeSink:
         self.transactions, self.inventory, self.sessions = transactions, inventory, sessions
 
     def __call__(self, events: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
         events.persist()
         try:
-            self.transactions(accepted(events, "transactions"), batch_id)
-            self.inventory(accepted(events, "inventory_events"), batch_id)
-            self.sessions(session_activity(events), batch_id)
+            found = collect_many({
+                **self.transactions.frames(accepted(events, "transactions")),
+                **self.inventory.frames(accepted(events, "inventory_events")),
+                **self.sessions.frames(session_activity(events)),
+            })
         finally:
             events.unpersist()
+        self.transactions.write(found, batch_id, started)
+        self.inventory.write(found["moves"], batch_id)
+        self.sessions.write(found["pieces"], batch_id)
         written = sum(self.stats.pop(sink.query_name, batch_id) or 0
                       for sink in (self.transactions, self.inventory, self.sessions))
         self.stats.record(self.query_name, batch_id, written)

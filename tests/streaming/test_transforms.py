@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from globalmart.contracts import parse_event
-from streaming.sinks import collect_rows
+from streaming.sinks import collect_many, collect_rows
 from streaming.transforms.anomalies import rule_anomalies, user_transactions
 from streaming.transforms.dedup import deduplicate, deduplicate_valid
 from streaming.transforms.inventory import stock_movements, units_sold
@@ -239,6 +239,23 @@ def _sessions(spark, events_by_topic):
                         ["session_id", "session_start", "session_end", "duration_seconds",
                          "page_views", "cart_adds", "purchases", "revenue", "converted",
                          "last_cart_add_at", "purchased_after_last_add", "purchase_times"])
+
+
+def test_session_pieces_collected_in_one_job_equal_collected_alone(spark) -> None:
+    rows = [record("product_views", view("d", at(minutes=0))),
+            record("cart_events", cart("add", "d", at(minutes=1))),
+            record("transactions", transaction(user="d", time=at(minutes=2, seconds=30))),
+            record("transactions", transaction(user="d", time=at(minutes=3)))]
+    activity = session_activity(validate(records(spark, rows)))
+    columns = ["session_id", "user_id", "session_start", "session_end", "duration_seconds",
+               "revenue", "converted", "last_cart_add_at", "purchase_times"]
+    alone = collect_rows(session_metrics(activity), columns)
+    together = collect_many({"pieces": (session_metrics(activity), columns),
+                             "views": (activity, ["event_id"])})["pieces"]
+    assert together == alone
+    assert isinstance(together[0]["duration_seconds"], float)
+    assert together[0]["purchase_times"] == [T0 + timedelta(minutes=2, seconds=30),
+                                             T0 + timedelta(minutes=3)]
 
 
 def test_a_29_minute_gap_stays_one_session_and_31_splits(spark) -> None:
