@@ -152,6 +152,7 @@ class Platform:
         self.stop_requested = threading.Event()
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self.rows: list[tuple[str, str, str]] = []
+        self.dashboard_url: str | None = None
 
     def start_services(self) -> None:
         if self.settings.uses_embedded_postgres:
@@ -207,8 +208,7 @@ class Platform:
         self.rows.append((component.name, component.address, f"log: {component.log_path}"))
         if component.name == "api":
             key = _session_api_key(self.settings.db_url)
-            self.rows.append(("dashboard", f"http://127.0.0.1:{self.runtime.api_port}"
-                              f"/dashboard?key={key}", "(key valid until the next `up`)"))
+            self.dashboard_url = f"http://127.0.0.1:{self.runtime.api_port}/dashboard?key={key}"
 
     def _wait_healthy(self, component: Component) -> None:
         assert component.process is not None
@@ -236,6 +236,9 @@ class Platform:
         click.echo("GlobalMart is up. Ctrl-C stops everything.")
         for name, where, detail in self.rows:
             click.echo(f"  {name:<{name_width}}  {where:<{where_width}}  {detail}")
+        if self.dashboard_url:
+            click.echo(f"\nWeb dashboard (its API key is valid until the next `up`):\n"
+                       f"  {self.dashboard_url}")
         click.echo("")
 
     def watch(self, components: list[Component]) -> int:
