@@ -1,8 +1,9 @@
 """Pipeline metrics: one ``public.pipeline_metrics`` row per query, micro-batch and topic,
 from Spark's query progress events, with the lag measured against the true log end.
 
-``max_event_time`` is the highest event time the batch saw (queries with a watermark report
-it); the Dagster sensor reads it from the raw-layer queries to know when a day is complete.
+``max_event_time`` is the highest event time of the events the batch kept for the topic (the
+sinks report it); the Dagster sensor reads it from the raw-layer query to know when a day is
+complete.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql.streaming import StreamingQueryListener
+
+if TYPE_CHECKING:
+    from streaming.sinks import BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +70,14 @@ def _split(total: int, weights: dict[str, int]) -> dict[str, int]:
 
 
 def progress_rows(progress: Mapping[str, Any], end_offsets: EndOffsets,
-                  rows_written: int | None) -> list[dict[str, Any]]:
+                  rows_written: int | None,
+                  event_times: Mapping[str, datetime] | None = None) -> list[dict[str, Any]]:
     """The ``pipeline_metrics`` rows of one query progress report (Spark's progress JSON as a
     dict): one per topic the query read, with input rows from the offset ranges, lag against
     ``end_offsets`` (true log ends), and rates and rows written split over the topics in
     proportion to their input rows. ``rows_written`` (from a foreachBatch sink) is used when
-    the sink does not report its output rows."""
+    the sink does not report its output rows; ``event_times`` (highest event time per topic,
+    from the sink) is used where the progress has no watermark figures."""
     sources = progress.get("sources") or []
     start: dict[tuple[str, int], int] = {}
     end: dict[tuple[str, int], int] = {}
@@ -107,7 +113,7 @@ def progress_rows(progress: Mapping[str, Any], end_offsets: EndOffsets,
             "batch_duration_ms": duration,
             "lag_records": lag,
             "rows_written": written_split.get(topic, 0),
-            "max_event_time": _time(event_time),
+            "max_event_time": _time(event_time) or (event_times or {}).get(topic),
         })
     return rows
 
@@ -128,12 +134,12 @@ class PipelineMetricsListener(StreamingQueryListener):
     and keeps the latest snapshot per query."""
 
     def __init__(self, db_url: str, bootstrap_servers: str,
-                 rows_written: Callable[[str, int], int | None]) -> None:
+                 batch_result: Callable[[str, int], BatchResult | None]) -> None:
         from globalmart.kafka import LogProbe
 
         self.db_url = db_url
         self._probe = LogProbe(bootstrap_servers)
-        self._rows_written = rows_written
+        self._batch_result = batch_result
         self._conn: Any = None
         self._lock = threading.Lock()
         self.snapshots: dict[str, QuerySnapshot] = {}
@@ -164,14 +170,17 @@ class PipelineMetricsListener(StreamingQueryListener):
                 end.update(_offsets(source.get("endOffset")))
             ends = self._probe.end_offsets(sorted(end)) if end else {}
             name = str(progress.get("name") or progress.get("id"))
-            rows = progress_rows(progress, ends, self._rows_written(name, int(progress["batchId"])))
+            result = self._batch_result(name, int(progress["batchId"]))
+            rows = progress_rows(progress, ends, result.rows if result else None,
+                                 result.max_event_time if result else None)
             self._write(rows)
             self.snapshots[name] = QuerySnapshot(
                 batch_id=int(progress["batchId"]),
                 input_rows=sum(r["input_rows"] for r in rows),
                 processed_rows_per_second=float(progress.get("processedRowsPerSecond") or 0),
                 lag_records=sum(r["lag_records"] for r in rows),
-                max_event_time=rows[0]["max_event_time"] if rows else None,
+                max_event_time=max((r["max_event_time"] for r in rows
+                                    if r["max_event_time"] is not None), default=None),
             )
             return rows
 

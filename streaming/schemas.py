@@ -7,6 +7,7 @@ partition column, UTC date of ``event_time``) and where it came from in Kafka.
 
 from __future__ import annotations
 
+import pyarrow as pa
 from pyspark.sql.types import (
     ArrayType,
     DataType,
@@ -68,6 +69,34 @@ RAW_EXTRA_FIELDS = [
 def raw_schema(topic: str) -> StructType:
     """Schema of ``<lake>/raw/<topic>/`` Parquet files (``event_date`` is the partition)."""
     return StructType([*TOPIC_SCHEMAS[topic].fields, *RAW_EXTRA_FIELDS])
+
+
+def arrow_type(dtype: DataType) -> pa.DataType:
+    """The Arrow type Spark reads back as ``dtype`` (timestamps as UTC microseconds)."""
+    if isinstance(dtype, StringType):
+        return pa.string()
+    if isinstance(dtype, TimestampType):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(dtype, IntegerType):
+        return pa.int32()
+    if isinstance(dtype, LongType):
+        return pa.int64()
+    if isinstance(dtype, DecimalType):
+        return pa.decimal128(dtype.precision, dtype.scale)
+    if isinstance(dtype, DateType):
+        return pa.date32()
+    if isinstance(dtype, ArrayType):
+        return pa.list_(arrow_type(dtype.elementType))
+    if isinstance(dtype, StructType):
+        return pa.struct([pa.field(f.name, arrow_type(f.dataType)) for f in dtype.fields])
+    raise TypeError(f"no Arrow type for {dtype}")
+
+
+def raw_arrow_schema(topic: str) -> pa.Schema:
+    """Arrow schema of one raw-layer Parquet file of ``topic``: :func:`raw_schema` without the
+    ``event_date`` partition column, which lives in the directory name."""
+    return pa.schema([pa.field(f.name, arrow_type(f.dataType)) for f in raw_schema(topic).fields
+                      if f.name != "event_date"])
 
 
 def raw_path(lake: str, topic: str) -> str:

@@ -1,47 +1,60 @@
 """Where the streaming queries write: PostgreSQL (psycopg 3), Kafka topics and Parquet.
 
-Every PostgreSQL write of a micro-batch happens in one transaction. Additive writes (sales
-sums, stock counters, merged sessions) are made idempotent by a row in
-``stream_state.batch_commits`` written in that same transaction: a batch Spark replays after a
-crash finds its row and is skipped. Plain upserts (dead letters) are idempotent by their keys.
-Messages for Kafka topics are produced and flushed before the transaction commits, with
-deterministic ids, so a replay may repeat a message but never loses one.
+Every PostgreSQL write of a micro-batch happens in one transaction together with a row in
+``stream_state.batch_commits``: a batch Spark replays after a crash finds its row and is
+skipped, so additive writes (sales sums, stock counters, merged sessions) never count twice.
+De-duplication state (``stream_state.seen_events``) and the watermark
+(``stream_state.query_progress``) change in that same transaction. Messages for Kafka topics
+are produced and flushed before the transaction commits, with deterministic ids, so a replay
+may repeat a message but never loses one. Raw-layer Parquet files are named by batch id and
+renamed into place before the commit, so a replay rewrites the same files.
 
 Rows reach PostgreSQL through ``COPY`` into a temporary table, then ``INSERT ... ON CONFLICT``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
+import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 from psycopg import errors
 from psycopg.rows import dict_row
+from pyarrow import fs as pa_fs
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DecimalType, DoubleType, FloatType, TimestampType
 
-from globalmart.contracts import ALERTS_TOPIC, DEAD_LETTER_TOPIC, Alert, DeadLetter
+from globalmart.contracts import ALERTS_TOPIC, DEAD_LETTER_TOPIC, INPUT_TOPICS, Alert, DeadLetter
 from streaming.notifier import Notifier
-from streaming.schemas import raw_path
+from streaming.schemas import raw_arrow_schema, raw_path
 from streaming.transforms.anomalies import (
     ANOMALY_COLUMNS,
     RAPID_FIRE_COUNT,
     RAPID_FIRE_WINDOW_SECONDS,
+    USER_TX_COLUMNS,
     rule_anomalies,
     user_transactions,
 )
-from streaming.transforms.inventory import MOVEMENT_COLUMNS, stock_movements, units_sold
-from streaming.transforms.parse import accepted, rejected
-from streaming.transforms.sales import order_metrics, sales_metrics
+from streaming.transforms.dedup import first_copies, on_time
+from streaming.transforms.inventory import MOVEMENT_COLUMNS, stock_changes
+from streaming.transforms.parse import KAFKA_COLUMNS, accepted, of_topic, rejected, valid, validate
+from streaming.transforms.sales import (
+    HOUR,
+    MINUTE,
+    ORDER_METRIC_COLUMNS,
+    order_metrics,
+    orders,
+    sales_metrics,
+    transaction_lines,
+)
 from streaming.transforms.sessions import (
     ABANDONMENT_MINUTES,
     SESSION_COLUMNS,
@@ -53,85 +66,29 @@ from streaming.transforms.sessions import (
 log = logging.getLogger(__name__)
 
 ALERT_NAMESPACE = uuid.UUID("6f1d6a52-6c0b-4b8e-9a57-2f0c1c3e8d11")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RETRIED = (errors.DeadlockDetected, errors.SerializationFailure)
 
 
-# --- Spark rows to Python ---------------------------------------------------------------------
+# --- Spark and pandas to Python ---------------------------------------------------------------
 
-def _micros_to_datetime(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
+def collect_records(batch: DataFrame) -> pa.Table:
+    """A micro-batch's Kafka records (topic, partition, offset, value) on the driver, in one
+    Spark job with no shuffle."""
+    return batch.select(*KAFKA_COLUMNS).toArrow()
 
 
-def collect_rows(df: DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
-    """Collect ``columns`` of ``df`` to the driver as dicts. Timestamps arrive as UTC-aware
-    datetimes whatever the driver's time zone (they travel as epoch microseconds)."""
-    types = {f.name: f.dataType for f in df.schema.fields}
-    selected = []
+def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """``columns`` of ``frame`` as dicts of plain Python values (NaT/NaN as None, timestamps
+    as UTC-aware datetimes), ready for psycopg."""
+    out = {}
     for name in columns:
-        dtype = types[name]
-        if isinstance(dtype, TimestampType):
-            selected.append(F.unix_micros(name).alias(name))
-        elif isinstance(dtype, ArrayType) and isinstance(dtype.elementType, TimestampType):
-            selected.append(F.transform(name, F.unix_micros).alias(name))
+        column = frame[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            out[name] = [None if pd.isna(v) else v.to_pydatetime() for v in column]
         else:
-            selected.append(F.col(name))
-    rows = []
-    for row in df.select(*selected).collect():
-        record = row.asDict()
-        for name in columns:
-            dtype = types[name]
-            if isinstance(dtype, TimestampType):
-                record[name] = _micros_to_datetime(record[name])
-            elif isinstance(dtype, ArrayType) and isinstance(dtype.elementType, TimestampType):
-                record[name] = [_micros_to_datetime(v) for v in record[name] or []]
-        rows.append(record)
-    return rows
-
-
-_JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX", "ignoreNullFields": "false"}
-
-
-def collect_many(frames: dict[str, tuple[DataFrame, Sequence[str]]]
-                 ) -> dict[str, list[dict[str, Any]]]:
-    """Collect several small results of one micro-batch in a single Spark job (each job has a
-    fixed cost): every frame's rows travel as JSON, decimals are read back exactly, floats as
-    floats and timestamps (also in arrays) as UTC-aware datetimes."""
-    parts = []
-    for name, (frame, columns) in frames.items():
-        parts.append(frame.select(
-            F.lit(name).alias("frame"),
-            F.to_json(F.struct(*[F.col(c) for c in columns]), _JSON_OPTIONS).alias("row")))
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.unionAll(part)
-    found: dict[str, list[dict[str, Any]]] = {name: [] for name in frames}
-    for frame_name, text in union.collect():
-        found[frame_name].append(json.loads(text, parse_float=Decimal))
-    for name, (frame, columns) in frames.items():
-        types = {f.name: f.dataType for f in frame.schema.fields}
-        for column in columns:
-            dtype = types[column]
-            if isinstance(dtype, TimestampType):
-                for row in found[name]:
-                    row[column] = _parse_time(row[column])
-            elif isinstance(dtype, DecimalType):
-                for row in found[name]:
-                    if row[column] is not None:
-                        row[column] = Decimal(row[column]).quantize(
-                            Decimal(1).scaleb(-dtype.scale))
-            elif isinstance(dtype, DoubleType | FloatType):
-                for row in found[name]:
-                    if row[column] is not None:
-                        row[column] = float(row[column])
-            elif isinstance(dtype, ArrayType) and isinstance(dtype.elementType, TimestampType):
-                for row in found[name]:
-                    row[column] = [_parse_time(v) for v in row[column] or []]
-    return found
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+            out[name] = column.astype(object).where(column.notna(), None).tolist()
+    return [dict(zip(columns, values, strict=True))
+            for values in zip(*(out[c] for c in columns), strict=True)] if len(frame) else []
 
 
 # --- Kafka ------------------------------------------------------------------------------------
@@ -253,22 +210,31 @@ def copy_temp(conn: psycopg.Connection, table: str, ddl: str, columns: Sequence[
             copy.write_row([row[c] for c in columns])
 
 
+@dataclass
+class BatchResult:
+    """What a sink did with one micro-batch: rows written and the highest event time of the
+    events it kept, per topic."""
+
+    rows: int = 0
+    max_event_time: dict[str, datetime] = field(default_factory=dict)
+
+
 class BatchStats:
-    """Rows written per (query, batch), read by the pipeline-metrics listener."""
+    """:class:`BatchResult` per (query, batch), read by the pipeline-metrics listener."""
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[str, int], int] = {}
+        self._results: dict[tuple[str, int], BatchResult] = {}
         self._lock = threading.Lock()
 
-    def record(self, query_name: str, batch_id: int, rows: int) -> None:
-        """Remember how many rows a batch wrote."""
+    def record(self, query_name: str, batch_id: int, result: BatchResult) -> None:
+        """Remember what a batch did."""
         with self._lock:
-            self._rows[(query_name, batch_id)] = rows
+            self._results[(query_name, batch_id)] = result
 
-    def pop(self, query_name: str, batch_id: int) -> int | None:
-        """The rows a batch wrote (once), or None if it did not record any."""
+    def pop(self, query_name: str, batch_id: int) -> BatchResult | None:
+        """What a batch did (once), or None if it recorded nothing."""
         with self._lock:
-            return self._rows.pop((query_name, batch_id), None)
+            return self._results.pop((query_name, batch_id), None)
 
 
 def _alert(alert_type: str, severity: str, entity_id: str, message: str, key: str) -> Alert:
@@ -294,28 +260,13 @@ def publish_alerts(writer: TopicWriter, alerts: Sequence[Alert]) -> None:
 
 # --- Dead letters -----------------------------------------------------------------------------
 
-class DeadLetterSink:
-    """foreachBatch of validated records: rejected ones to the ``dead_letter`` topic and table."""
-
-    def __init__(self, query_name: str, postgres: Postgres, writer: TopicWriter,
-                 stats: BatchStats) -> None:
-        self.query_name, self.postgres, self.writer, self.stats = (
-            query_name, postgres, writer, stats)
-
-    def __call__(self, validated: DataFrame, batch_id: int) -> None:
-        rows = collect_rows(rejected(validated),
-                            ["topic", "kafka_partition", "kafka_offset", "reason", "payload"])
-        now = datetime.now(UTC)
-        letters = [DeadLetter(topic=r["topic"], partition=r["kafka_partition"],
-                              offset=r["kafka_offset"], reason=r["reason"],
-                              payload=r["payload"], rejected_at=now) for r in rows]
-        if letters:
-            self.writer.send_all(DEAD_LETTER_TOPIC,
-                                 ((d.topic, d.model_dump_json()) for d in letters))
-            self.postgres.run(lambda conn: write_dead_letters(conn, letters))
-            log.info("batch %d: %d records rejected to %s", batch_id, len(letters),
-                     DEAD_LETTER_TOPIC)
-        self.stats.record(self.query_name, batch_id, len(letters))
+def dead_letters(validated: pd.DataFrame, rejected_at: datetime) -> list[DeadLetter]:
+    """The rejected records of a validated batch as dead letters."""
+    return [DeadLetter(topic=r["topic"], partition=r["kafka_partition"],
+                       offset=r["kafka_offset"], reason=r["reason"], payload=r["payload"],
+                       rejected_at=rejected_at)
+            for r in frame_rows(rejected(validated),
+                                ["topic", "kafka_partition", "kafka_offset", "reason", "payload"])]
 
 
 def write_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter]) -> None:
@@ -336,9 +287,6 @@ def write_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter]) 
 
 SALES_COLUMNS = ["window_start", "window_end", "category", "country", "total_amount",
                  "transaction_count", "units_sold"]
-ORDER_COLUMNS = ["window_start", "window_end", "country", "order_count", "revenue",
-                 "billed_amount", "units_sold"]
-USER_TX_COLUMNS = ["user_id", "transaction_id", "event_time", "amount"]
 
 
 def add_sales(conn: psycopg.Connection, table: str, rows: Sequence[dict]) -> None:
@@ -372,7 +320,7 @@ def add_orders(conn: psycopg.Connection, rows: Sequence[dict]) -> None:
     copy_temp(conn, "tmp_orders",
               "window_start timestamptz, window_end timestamptz, country text, order_count bigint,"
               " revenue numeric(14,2), billed_amount numeric(14,2), units_sold bigint",
-              ORDER_COLUMNS, rows)
+              ORDER_METRIC_COLUMNS, rows)
     conn.execute("""
         INSERT INTO public.order_metrics AS m (window_start, window_end, country, order_count,
                                                revenue, billed_amount, units_sold, updated_at)
@@ -536,109 +484,6 @@ def anomaly_alerts(found: Iterable[tuple], min_score: float) -> list[Alert]:
     ]
 
 
-class TransactionsSink:
-    """foreachBatch of de-duplicated transactions: sales and order metrics, anomalies, units
-    sold, and the alerts they raise, in one PostgreSQL transaction per batch."""
-
-    def __init__(self, query_name: str, postgres: Postgres, writer: TopicWriter | None,
-                 notifier: Notifier, stats: BatchStats, watermark: timedelta,
-                 critical_score: float) -> None:
-        self.query_name, self.postgres, self.writer, self.notifier = (
-            query_name, postgres, writer, notifier)
-        self.stats, self.watermark, self.critical_score = stats, watermark, critical_score
-
-    @staticmethod
-    def frames(transactions: DataFrame) -> dict[str, tuple[DataFrame, Sequence[str]]]:
-        """The results a batch of transactions needs, for :func:`collect_many`."""
-        return {
-            "minute": (sales_metrics(transactions, "1 minute"), SALES_COLUMNS),
-            "hourly": (sales_metrics(transactions, "1 hour"), SALES_COLUMNS),
-            "orders": (order_metrics(transactions), ORDER_COLUMNS),
-            "rules": (rule_anomalies(transactions), ANOMALY_COLUMNS),
-            "users": (user_transactions(transactions), USER_TX_COLUMNS),
-            "sold": (units_sold(transactions), MOVEMENT_COLUMNS),
-        }
-
-    def __call__(self, transactions: DataFrame, batch_id: int) -> None:
-        started = time.monotonic()
-        transactions.persist()
-        try:
-            found = collect_many(self.frames(transactions))
-        finally:
-            transactions.unpersist()
-        self.write(found, batch_id, started)
-
-    def write(self, found: dict[str, list[dict[str, Any]]], batch_id: int,
-              started: float) -> None:
-        """Write the collected :meth:`frames` of batch ``batch_id`` (``started``: when its
-        Spark work began, for the log)."""
-        minute, hourly, orders = found["minute"], found["hourly"], found["orders"]
-        rules, users, sold = found["rules"], found["users"], found["sold"]
-        if not users:
-            self.stats.record(self.query_name, batch_id, 0)
-            return
-        computed = time.monotonic()
-        newest = max(r["event_time"] for r in users)
-        prune_before = newest - self.watermark - timedelta(seconds=RAPID_FIRE_WINDOW_SECONDS)
-        alerts: list[Alert] = []
-
-        def work(conn: psycopg.Connection) -> None:
-            alerts.clear()
-            add_sales(conn, "public.sales_metrics", minute)
-            add_sales(conn, "public.sales_metrics_hourly", hourly)
-            add_orders(conn, orders)
-            found = insert_rule_anomalies(conn, rules)
-            found += detect_rapid_fire(conn, users, prune_before)
-            alerts.extend(anomaly_alerts(found, self.critical_score))
-            alerts.extend(apply_stock_movements(conn, sold, self.query_name, batch_id))
-            insert_alerts(conn, alerts)
-            if self.writer is not None:
-                publish_alerts(self.writer, alerts)
-
-        if self.postgres.run_batch(self.query_name, batch_id, work):
-            self.notifier.notify(alerts)
-        self.stats.record(self.query_name, batch_id,
-                          len(minute) + len(hourly) + len(orders) + len(rules) + len(sold))
-        log.debug("%s batch %d: %d transactions, Spark %.0f ms, PostgreSQL %.0f ms",
-                  self.query_name, batch_id, len(users), (computed - started) * 1000,
-                  (time.monotonic() - computed) * 1000)
-
-
-class InventorySink:
-    """foreachBatch of de-duplicated inventory events: restocks and adjustments."""
-
-    def __init__(self, query_name: str, postgres: Postgres, writer: TopicWriter | None,
-                 notifier: Notifier, stats: BatchStats) -> None:
-        self.query_name, self.postgres, self.writer, self.notifier, self.stats = (
-            query_name, postgres, writer, notifier, stats)
-
-    @staticmethod
-    def frames(events: DataFrame) -> dict[str, tuple[DataFrame, Sequence[str]]]:
-        """The stock movements of a batch of inventory events, for :func:`collect_many`."""
-        return {"moves": (stock_movements(events), MOVEMENT_COLUMNS)}
-
-    def __call__(self, events: DataFrame, batch_id: int) -> None:
-        self.write(collect_rows(stock_movements(events), MOVEMENT_COLUMNS), batch_id)
-
-    def write(self, moves: list[dict[str, Any]], batch_id: int) -> None:
-        """Apply the collected stock movements of batch ``batch_id``."""
-        if not moves:
-            self.stats.record(self.query_name, batch_id, 0)
-            return
-        alerts: list[Alert] = []
-
-        def work(conn: psycopg.Connection) -> None:
-            alerts.clear()
-            alerts.extend(apply_stock_movements(conn, moves, self.query_name, batch_id))
-            insert_alerts(conn, alerts)
-            if self.writer is not None:
-                publish_alerts(self.writer, alerts)
-
-        if self.postgres.run_batch(self.query_name, batch_id, work):
-            self.notifier.notify(alerts)
-        self.stats.record(self.query_name, batch_id, len(moves))
-
-
 # --- Sessions ---------------------------------------------------------------------------------
 
 def merge_session_rows(conn: psycopg.Connection, pieces: Sequence[dict]) -> int:
@@ -695,6 +540,16 @@ def decide_abandonment(conn: psycopg.Connection, query_name: str, newest: dateti
             ON CONFLICT (session_id, session_start) DO NOTHING""",
             {"minutes": ABANDONMENT_MINUTES, "until": decided_until,
              "since": previous[1]}).rowcount
+    advance_progress(conn, query_name, newest, decided_until)
+    return recorded
+
+
+
+
+def advance_progress(conn: psycopg.Connection, query_name: str, newest: datetime,
+                     decided_until: datetime | None = None) -> None:
+    """Raise the query's highest event time to ``newest`` (and record how far abandonment was
+    decided)."""
     conn.execute("""
         INSERT INTO stream_state.query_progress AS q (query_name, max_event_time, decided_until)
         VALUES (%s, %s, %s)
@@ -702,84 +557,194 @@ def decide_abandonment(conn: psycopg.Connection, query_name: str, newest: dateti
             max_event_time = greatest(q.max_event_time, EXCLUDED.max_event_time),
             decided_until = coalesce(EXCLUDED.decided_until, q.decided_until)""",
                  (query_name, newest, decided_until))
-    return recorded
 
 
-class SessionsSink:
-    """foreachBatch of de-duplicated session activity: session rows merged across batches and
-    cart abandonment decided behind the watermark."""
+# --- De-duplication ---------------------------------------------------------------------------
 
-    def __init__(self, query_name: str, postgres: Postgres, stats: BatchStats,
-                 watermark: timedelta) -> None:
-        self.query_name, self.postgres, self.stats, self.watermark = (
-            query_name, postgres, stats, watermark)
+def load_watermark(conn: psycopg.Connection, query_name: str,
+                   lateness: timedelta) -> datetime | None:
+    """The query's watermark: its highest event time so far minus ``lateness`` (None before
+    its first events). The row is locked until the batch commits."""
+    row = conn.execute("SELECT max_event_time FROM stream_state.query_progress "
+                       "WHERE query_name = %s FOR UPDATE", (query_name,)).fetchone()
+    return None if row is None else row[0] - lateness
 
-    @staticmethod
-    def frames(activity: DataFrame) -> dict[str, tuple[DataFrame, Sequence[str]]]:
-        """The session pieces of a batch of session activity, for :func:`collect_many`."""
-        return {"pieces": (session_metrics(activity), SESSION_COLUMNS)}
 
-    def __call__(self, activity: DataFrame, batch_id: int) -> None:
-        self.write(collect_rows(session_metrics(activity), SESSION_COLUMNS), batch_id)
+def claim_events(conn: psycopg.Connection, query_name: str, events: pd.DataFrame,
+                 watermark: datetime | None) -> pd.DataFrame:
+    """The ``events`` (one copy each) whose (topic, event_id) the query has not seen within the
+    watermark; they are recorded as seen, and ids behind the watermark are forgotten."""
+    if watermark is not None:
+        conn.execute("DELETE FROM stream_state.seen_events "
+                     "WHERE query_name = %s AND event_time < %s", (query_name, watermark))
+    if events.empty:
+        return events
+    columns = ["topic", "event_id", "event_time"]
+    copy_temp(conn, "tmp_seen", "topic text, event_id text, event_time timestamptz", columns,
+              frame_rows(events, columns))
+    new = set(conn.execute(
+        "INSERT INTO stream_state.seen_events (query_name, topic, event_id, event_time) "
+        "SELECT %s, topic, event_id, event_time FROM tmp_seen ORDER BY topic, event_id "
+        "ON CONFLICT DO NOTHING RETURNING topic, event_id", (query_name,)).fetchall())
+    conn.execute("DROP TABLE tmp_seen")
+    keep = [(t, i) in new for t, i in zip(events["topic"], events["event_id"], strict=True)]
+    return events[keep]
 
-    def write(self, pieces: list[dict[str, Any]], batch_id: int) -> None:
-        """Merge the collected session pieces of batch ``batch_id``."""
-        if not pieces:
-            self.stats.record(self.query_name, batch_id, 0)
-            return
-        newest = max(p["session_end"] for p in pieces)
-        written = [0]
 
-        def work(conn: psycopg.Connection) -> None:
-            written[0] = merge_session_rows(conn, pieces)
-            written[0] += decide_abandonment(conn, self.query_name, newest, self.watermark)
-
-        self.postgres.run_batch(self.query_name, batch_id, work)
-        self.stats.record(self.query_name, batch_id, written[0])
+def accept_batch(conn: psycopg.Connection, query_name: str, validated: pd.DataFrame,
+                 lateness: timedelta) -> tuple[pd.DataFrame, BatchResult]:
+    """The valid events of a batch that are on time and new to the query, and a result holding
+    their highest event time per topic; the query's progress advances to it."""
+    watermark = load_watermark(conn, query_name, lateness)
+    events = claim_events(conn, query_name, first_copies(on_time(valid(validated), watermark)),
+                          watermark)
+    newest = events.groupby("topic")["event_time"].max()
+    result = BatchResult(max_event_time={t: v.to_pydatetime() for t, v in newest.items()})
+    return events, result
 
 
 # --- The realtime query ----------------------------------------------------------------------
 
 class RealtimeSink:
-    """foreachBatch of the realtime query: valid records of the four input topics, validated
-    once and de-duplicated by (topic, event_id), fanned out to the transactions, inventory and
-    sessions sinks. Their results are collected in one Spark job; each sink then commits its
-    part of the batch in its own PostgreSQL transaction under its own name in
-    ``stream_state.batch_commits``, so a replayed batch skips exactly the parts already
-    committed. The rows written are recorded under the realtime query's name."""
+    """foreachBatch of the realtime query over the four input topics. A batch's records are
+    collected once, validated once (rejects to the ``dead_letter`` topic and table),
+    de-duplicated by (topic, event_id) within the watermark, and turned into sales and order
+    metrics, anomalies, stock, alerts and sessions, all committed in one PostgreSQL
+    transaction."""
 
-    def __init__(self, query_name: str, transactions: TransactionsSink, inventory: InventorySink,
-                 sessions: SessionsSink, stats: BatchStats) -> None:
-        self.query_name, self.stats = query_name, stats
-        self.transactions, self.inventory, self.sessions = transactions, inventory, sessions
+    def __init__(self, query_name: str, postgres: Postgres, writer: TopicWriter | None,
+                 notifier: Notifier, stats: BatchStats, lateness: timedelta,
+                 critical_score: float) -> None:
+        self.query_name, self.postgres, self.writer, self.notifier = (
+            query_name, postgres, writer, notifier)
+        self.stats, self.lateness, self.critical_score = stats, lateness, critical_score
 
-    def __call__(self, events: DataFrame, batch_id: int) -> None:
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        self.process(collect_records(batch), batch_id)
+
+    def process(self, records: pa.Table, batch_id: int) -> BatchResult:
+        """Validate, de-duplicate, compute and commit one batch of Kafka records."""
         started = time.monotonic()
-        events.persist()
-        try:
-            found = collect_many({
-                **self.transactions.frames(accepted(events, "transactions")),
-                **self.inventory.frames(accepted(events, "inventory_events")),
-                **self.sessions.frames(session_activity(events)),
-            })
-        finally:
-            events.unpersist()
-        self.transactions.write(found, batch_id, started)
-        self.inventory.write(found["moves"], batch_id)
-        self.sessions.write(found["pieces"], batch_id)
-        written = sum(self.stats.pop(sink.query_name, batch_id) or 0
-                      for sink in (self.transactions, self.inventory, self.sessions))
-        self.stats.record(self.query_name, batch_id, written)
+        validated = validate(records)
+        letters = dead_letters(validated, datetime.now(UTC))
+        outcome: list[BatchResult] = []
+        alerts: list[Alert] = []
+
+        def work(conn: psycopg.Connection) -> None:
+            outcome.clear()
+            alerts.clear()
+            events, result = accept_batch(conn, self.query_name, validated, self.lateness)
+            if letters:
+                if self.writer is not None:
+                    self.writer.send_all(DEAD_LETTER_TOPIC,
+                                         ((d.topic, d.model_dump_json()) for d in letters))
+                write_dead_letters(conn, letters)
+            result.rows = len(letters) + self.write_events(conn, events, batch_id, alerts)
+            if self.writer is not None:
+                publish_alerts(self.writer, alerts)
+            outcome.append(result)
+
+        if self.postgres.run_batch(self.query_name, batch_id, work):
+            self.notifier.notify(alerts)
+        result = outcome[0] if outcome else BatchResult()
+        self.stats.record(self.query_name, batch_id, result)
+        log.debug("%s batch %d: %d records, %d rejected, %d rows written in %.0f ms",
+                  self.query_name, batch_id, records.num_rows, len(letters), result.rows,
+                  (time.monotonic() - started) * 1000)
+        return result
+
+    def write_events(self, conn: psycopg.Connection, events: pd.DataFrame, batch_id: int,
+                     alerts: list[Alert]) -> int:
+        """Write what the accepted ``events`` change; append the alerts raised; return the
+        rows written."""
+        if events.empty:
+            return 0
+        transactions = of_topic(events, "transactions")
+        order_rows, lines = orders(transactions), transaction_lines(transactions)
+        minute = frame_rows(sales_metrics(lines, MINUTE), SALES_COLUMNS)
+        hourly = frame_rows(sales_metrics(lines, HOUR), SALES_COLUMNS)
+        order_figures = frame_rows(order_metrics(order_rows), ORDER_METRIC_COLUMNS)
+        rules = frame_rows(rule_anomalies(order_rows), ANOMALY_COLUMNS)
+        users = frame_rows(user_transactions(order_rows), USER_TX_COLUMNS)
+        moves = frame_rows(stock_changes(lines, of_topic(events, "inventory_events")),
+                           MOVEMENT_COLUMNS)
+        pieces = frame_rows(session_metrics(session_activity(events)), SESSION_COLUMNS)
+        newest = max(events["event_time"]).to_pydatetime()
+
+        add_sales(conn, "public.sales_metrics", minute)
+        add_sales(conn, "public.sales_metrics_hourly", hourly)
+        add_orders(conn, order_figures)
+        found = insert_rule_anomalies(conn, rules)
+        prune_before = newest - self.lateness - timedelta(seconds=RAPID_FIRE_WINDOW_SECONDS)
+        found += detect_rapid_fire(conn, users, prune_before)
+        alerts.extend(anomaly_alerts(found, self.critical_score))
+        alerts.extend(apply_stock_movements(conn, moves, self.query_name, batch_id))
+        insert_alerts(conn, alerts)
+        sessions = merge_session_rows(conn, pieces)
+        sessions += decide_abandonment(conn, self.query_name, newest, self.lateness)
+        return (len(minute) + len(hourly) + len(order_figures) + len(rules) + len(moves)
+                + sessions)
 
 
 # --- Raw layer --------------------------------------------------------------------------------
 
-def raw_layer_writer(events: DataFrame, lake: str, topic: str, checkpoint: str):
-    """A checkpointed Parquet file sink for ``topic``'s valid events, partitioned by
-    ``event_date``: each micro-batch's files are committed exactly once in the sink's log."""
-    if not events.isStreaming:
-        raise TypeError("raw_layer_writer needs a streaming DataFrame")
-    return (events.writeStream.format("parquet").outputMode("append")
-            .partitionBy("event_date")
-            .option("path", raw_path(lake, topic))
-            .option("checkpointLocation", checkpoint))
+def _filesystem(path: str) -> tuple[pa_fs.FileSystem, str]:
+    if "://" in path and not path.startswith("file://"):
+        return pa_fs.FileSystem.from_uri(path)
+    return pa_fs.LocalFileSystem(), path.removeprefix("file://")
+
+
+def write_raw_files(lake: str, events: pd.DataFrame, batch_id: int) -> int:
+    """Write the accepted ``events`` of batch ``batch_id`` as Parquet under
+    ``<lake>/raw/<topic>/event_date=YYYY-MM-DD/part-<batch_id>.parquet``; each file is written
+    under a hidden name and renamed into place, so readers never see a partial file and a
+    replayed batch replaces its own files. Returns the events written."""
+    written = 0
+    for topic in INPUT_TOPICS:
+        frame = accepted(events, topic)
+        if frame.empty:
+            continue
+        schema = raw_arrow_schema(topic)
+        fs, root = _filesystem(raw_path(lake, topic))
+        for day, rows in frame.groupby("event_date", sort=True):
+            table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
+            directory = f"{root}/event_date={day.isoformat()}"
+            fs.create_dir(directory, recursive=True)
+            name = f"part-{batch_id:010d}.parquet"
+            pq.write_table(table, f"{directory}/.{name}.tmp", filesystem=fs)
+            fs.move(f"{directory}/.{name}.tmp", f"{directory}/{name}")
+            written += table.num_rows
+    return written
+
+
+class RawLayerSink:
+    """foreachBatch of the raw-layer query over the four input topics: valid events, each
+    (topic, event_id) once within the watermark, to the Parquet raw layer the warehouse reads,
+    exactly once per batch (files named by batch id, committed with the batch's row in
+    ``stream_state.batch_commits``)."""
+
+    def __init__(self, query_name: str, postgres: Postgres, lake: str, stats: BatchStats,
+                 lateness: timedelta) -> None:
+        self.query_name, self.postgres, self.lake, self.stats, self.lateness = (
+            query_name, postgres, lake, stats, lateness)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        self.process(collect_records(batch), batch_id)
+
+    def process(self, records: pa.Table, batch_id: int) -> BatchResult:
+        """Validate, de-duplicate and land one batch of Kafka records."""
+        validated = validate(records)
+        outcome: list[BatchResult] = []
+
+        def work(conn: psycopg.Connection) -> None:
+            outcome.clear()
+            events, result = accept_batch(conn, self.query_name, validated, self.lateness)
+            result.rows = write_raw_files(self.lake, events, batch_id)
+            if result.max_event_time:
+                advance_progress(conn, self.query_name, max(result.max_event_time.values()))
+            outcome.append(result)
+
+        self.postgres.run_batch(self.query_name, batch_id, work)
+        result = outcome[0] if outcome else BatchResult()
+        self.stats.record(self.query_name, batch_id, result)
+        return result

@@ -34,12 +34,12 @@ SELECT t.topic, m.max_event_time, m.lag_records, m.processed_rows_per_second, m.
 FROM unnest(%(topics)s::text[]) AS t(topic)
 LEFT JOIN LATERAL (
     SELECT max_event_time, lag_records, processed_rows_per_second, processed_at
-    FROM public.pipeline_metrics p WHERE p.topic = t.topic AND p.query_name = 'raw_' || t.topic
+    FROM public.pipeline_metrics p WHERE p.topic = t.topic AND p.query_name = 'raw'
     ORDER BY processed_at DESC LIMIT 1) m ON true
 """
-# The raw-layer queries are what the warehouse reads: their event time decides a day's end.
+# The raw-layer query is what the warehouse reads: its event time decides a day's end.
 STREAM_TIME_SQL = ("SELECT max(max_event_time) FROM public.pipeline_metrics "
-                   "WHERE query_name LIKE 'raw\\_%'")
+                   "WHERE query_name = 'raw'")
 
 
 @dataclass

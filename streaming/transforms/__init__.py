@@ -1,6 +1,6 @@
-"""Pure DataFrame -> DataFrame transforms of the streaming application.
+"""Pure pandas DataFrame -> DataFrame transforms of the streaming application.
 
-Each function takes and returns a DataFrame (batch or streaming alike) and does no I/O, so it
-is tested on small hand-built batch DataFrames; ``streaming.app`` wires them between the Kafka
-source and the sinks.
+Each micro-batch's Kafka records reach the driver as one Arrow table (one Spark job, no
+shuffle); these functions validate, de-duplicate and aggregate it without I/O, so they are
+tested on small hand-built DataFrames. ``streaming.sinks`` holds the I/O.
 """

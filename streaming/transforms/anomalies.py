@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+import pandas as pd
 
-from streaming.transforms.sales import AMOUNT, lines_total
+from streaming.transforms.sales import cents, money
 
 HIGH_VALUE_THRESHOLD = Decimal("5000.00")
 MAX_LINE_QUANTITY = 10
@@ -26,56 +25,43 @@ RAPID_FIRE_WINDOW_SECONDS = 60
 
 ANOMALY_COLUMNS = ["transaction_id", "user_id", "amount", "anomaly_score", "anomaly_type",
                    "description", "event_time"]
+USER_TX_COLUMNS = ["user_id", "transaction_id", "event_time", "amount"]
 
 
-def _score(excess: Column) -> Column:
+def _score(excess: float) -> float:
     """0.5 just past the threshold, rising to 1.0 at ``excess`` = 1."""
-    return F.least(F.lit(1.0), F.lit(0.5) + F.lit(0.5) * excess.cast("double"))
+    return min(1.0, 0.5 + 0.5 * excess)
 
 
-def rule_anomalies(transactions: DataFrame) -> DataFrame:
-    """The high_value, unusual_quantity and total_mismatch anomalies of ``transactions``, one
-    row per (transaction, type) with the columns of ``transaction_anomalies`` except
-    ``detected_at``."""
-    base = transactions.select(
-        "transaction_id", "user_id", "event_time", "total_amount",
-        lines_total(F.col("items")).alias("lines_total"),
-        F.array_max(F.transform("items", lambda item: item["quantity"])).alias("max_quantity"),
-    )
-    amount = F.col("total_amount").cast(AMOUNT)
-    high = base.where(F.col("total_amount") > F.lit(HIGH_VALUE_THRESHOLD)).select(
-        "transaction_id", "user_id", amount.alias("amount"),
-        _score((F.col("total_amount") - F.lit(HIGH_VALUE_THRESHOLD)) / F.lit(10_000))
-        .alias("anomaly_score"),
-        F.lit("high_value").alias("anomaly_type"),
-        F.format_string("total %s exceeds %s", F.col("total_amount").cast("string"),
-                        F.lit(str(HIGH_VALUE_THRESHOLD))).alias("description"),
-        "event_time",
-    )
-    quantity = base.where(F.col("max_quantity") > MAX_LINE_QUANTITY).select(
-        "transaction_id", "user_id", amount.alias("amount"),
-        _score((F.col("max_quantity") - MAX_LINE_QUANTITY) / F.lit(10.0)).alias("anomaly_score"),
-        F.lit("unusual_quantity").alias("anomaly_type"),
-        F.format_string("a line of %d units (more than %d)", F.col("max_quantity"),
-                        F.lit(MAX_LINE_QUANTITY)).alias("description"),
-        "event_time",
-    )
-    difference = F.abs(F.col("total_amount") - F.col("lines_total"))
-    mismatch = base.where(F.col("total_amount") != F.col("lines_total")).select(
-        "transaction_id", "user_id", amount.alias("amount"),
-        _score(difference / F.greatest(F.col("lines_total"), F.lit(Decimal("0.01"))))
-        .alias("anomaly_score"),
-        F.lit("total_mismatch").alias("anomaly_type"),
-        F.format_string("total %s differs from the lines' sum %s",
-                        F.col("total_amount").cast("string"),
-                        F.col("lines_total").cast("string")).alias("description"),
-        "event_time",
-    )
-    return high.unionByName(quantity).unionByName(mismatch)
+def rule_anomalies(order_rows: pd.DataFrame) -> pd.DataFrame:
+    """The high_value, unusual_quantity and total_mismatch anomalies of the transactions in
+    ``order_rows`` (:func:`streaming.transforms.sales.orders`), one row per (transaction, type)
+    with the columns of ``transaction_anomalies`` except ``detected_at``."""
+    threshold = cents(HIGH_VALUE_THRESHOLD)
+    found = []
+    for tx in order_rows.itertuples(index=False):
+        amount = money(tx.total_cents)
+        if tx.total_cents > threshold:
+            found.append((tx.transaction_id, tx.user_id, amount,
+                          _score((tx.total_cents - threshold) / 1_000_000), "high_value",
+                          f"total {amount} exceeds {HIGH_VALUE_THRESHOLD}", tx.event_time))
+        if tx.max_quantity > MAX_LINE_QUANTITY:
+            found.append((tx.transaction_id, tx.user_id, amount,
+                          _score((tx.max_quantity - MAX_LINE_QUANTITY) / 10), "unusual_quantity",
+                          f"a line of {tx.max_quantity} units (more than {MAX_LINE_QUANTITY})",
+                          tx.event_time))
+        if tx.total_cents != tx.lines_cents:
+            found.append((tx.transaction_id, tx.user_id, amount,
+                          _score(abs(tx.total_cents - tx.lines_cents) / max(tx.lines_cents, 1)),
+                          "total_mismatch",
+                          f"total {amount} differs from the lines' sum {money(tx.lines_cents)}",
+                          tx.event_time))
+    return pd.DataFrame(found, columns=ANOMALY_COLUMNS)
 
 
-def user_transactions(transactions: DataFrame) -> DataFrame:
+def user_transactions(order_rows: pd.DataFrame) -> pd.DataFrame:
     """What the rapid-fire rule needs of each transaction: user_id, transaction_id,
     event_time, amount."""
-    return transactions.select("user_id", "transaction_id", "event_time",
-                               F.col("total_amount").cast(AMOUNT).alias("amount"))
+    frame = order_rows[["user_id", "transaction_id", "event_time"]].copy()
+    frame["amount"] = [money(c) for c in order_rows["total_cents"]]
+    return frame

@@ -1,37 +1,27 @@
-"""De-duplication of events by ``event_id`` within the event-time watermark."""
+"""De-duplication of events by (topic, event_id) within the event-time watermark.
+
+The watermark of a micro-batch is the highest event time of the earlier batches minus the
+allowed lateness (as in Spark). Events older than it are too late and dropped; among the rest,
+the first copy of each (topic, event_id) is kept. Copies seen in earlier batches are known from
+``stream_state.seen_events`` (:func:`streaming.sinks.claim_events`), pruned behind the watermark.
+"""
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+from datetime import datetime
+
+import pandas as pd
+
+KEY = ["topic", "event_id"]
 
 
-def deduplicate(events: DataFrame, watermark: str) -> DataFrame:
-    """Keep the first copy of each ``event_id`` (Spark 4 ``dropDuplicatesWithinWatermark``).
-
-    On a stream, copies arriving within ``watermark`` of the first are dropped, and events
-    older than the watermark are dropped as too late; on a batch DataFrame it is a plain
-    de-duplication.
-    """
-    if not events.isStreaming:
-        return events.dropDuplicates(["event_id"])
-    return events.withWatermark("event_time", watermark).dropDuplicatesWithinWatermark(
-        ["event_id"])
+def on_time(events: pd.DataFrame, watermark: datetime | None) -> pd.DataFrame:
+    """The events at or after ``watermark`` (all of them when there is none yet)."""
+    if watermark is None:
+        return events
+    return events[events["event_time"] >= pd.Timestamp(watermark)]
 
 
-_KEYS = StructType([StructField("event_id", StringType()),
-                    StructField("event_time", TimestampType())])
-
-
-def deduplicate_valid(validated: DataFrame, watermark: str) -> DataFrame:
-    """The valid records of :func:`streaming.transforms.parse.validate` (all their columns plus
-    ``event_id`` and ``event_time`` read from the canonical JSON), keeping the first copy of
-    each (``topic``, ``event_id``) within ``watermark``, as :func:`deduplicate` does."""
-    keyed = (validated.where(F.col("reason").isNull())
-             .withColumn("_keys", F.from_json("text", _KEYS))
-             .select("*", "_keys.event_id", "_keys.event_time").drop("_keys"))
-    if not keyed.isStreaming:
-        return keyed.dropDuplicates(["topic", "event_id"])
-    return keyed.withWatermark("event_time", watermark).dropDuplicatesWithinWatermark(
-        ["topic", "event_id"])
+def first_copies(events: pd.DataFrame) -> pd.DataFrame:
+    """The first copy (in arrival order) of each (topic, event_id) of a batch."""
+    return events.drop_duplicates(KEY, keep="first")

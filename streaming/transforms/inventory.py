@@ -4,32 +4,38 @@ initial stock (``source.products``) and the running totals live."""
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-
-from streaming.transforms.sales import transaction_lines
+import pandas as pd
 
 MOVEMENT_COLUMNS = ["product_id", "units_sold", "units_restocked", "units_adjusted"]
 
 
-def units_sold(transactions: DataFrame) -> DataFrame:
-    """Units sold per product in ``transactions`` (movement columns, restocks 0)."""
-    return (
-        transaction_lines(transactions).groupBy("product_id")
-        .agg(F.sum("quantity").cast("long").alias("units_sold"))
-        .select("product_id", "units_sold", F.lit(0).cast("long").alias("units_restocked"),
-                F.lit(0).cast("long").alias("units_adjusted"))
-    )
+def units_sold(lines: pd.DataFrame) -> pd.DataFrame:
+    """Units sold per product from :func:`streaming.transforms.sales.transaction_lines`
+    (movement columns, restocks and adjustments 0)."""
+    sold = lines.groupby("product_id", sort=True)["quantity"].sum()
+    return pd.DataFrame({"product_id": sold.index, "units_sold": sold.to_numpy(dtype="int64"),
+                         "units_restocked": 0, "units_adjusted": 0}, columns=MOVEMENT_COLUMNS)
 
 
-def stock_movements(inventory_events: DataFrame) -> DataFrame:
-    """Restocked and adjusted units per product in ``inventory_events`` (movement columns,
-    units sold 0)."""
-    delta = F.col("quantity_delta").cast("long")
-    return inventory_events.groupBy("product_id").agg(
-        F.lit(0).cast("long").alias("units_sold"),
-        F.sum(F.when(F.col("kind") == "restock", delta).otherwise(0)).cast("long")
-        .alias("units_restocked"),
-        F.sum(F.when(F.col("kind") == "adjustment", delta).otherwise(0)).cast("long")
-        .alias("units_adjusted"),
-    )
+def stock_movements(inventory_events: pd.DataFrame) -> pd.DataFrame:
+    """Restocked and adjusted units per product in the valid ``inventory_events`` (movement
+    columns, units sold 0)."""
+    moves = pd.DataFrame(
+        [(e.product_id, e.quantity_delta if e.kind == "restock" else 0,
+          e.quantity_delta if e.kind == "adjustment" else 0) for e in inventory_events["event"]],
+        columns=["product_id", "units_restocked", "units_adjusted"])
+    grouped = moves.groupby("product_id", sort=True).sum().reset_index()
+    grouped["units_sold"] = 0
+    return grouped[MOVEMENT_COLUMNS].astype({"units_restocked": "int64",
+                                             "units_adjusted": "int64"})
+
+
+def stock_changes(lines: pd.DataFrame, inventory_events: pd.DataFrame) -> pd.DataFrame:
+    """All stock movements of a batch, one row per product: :func:`units_sold` of the
+    transaction lines plus :func:`stock_movements` of the inventory events."""
+    parts = [frame for frame in (units_sold(lines), stock_movements(inventory_events))
+             if not frame.empty]
+    if not parts:
+        return pd.DataFrame(columns=MOVEMENT_COLUMNS)
+    return (pd.concat(parts).groupby("product_id", sort=True).sum().reset_index()
+            [MOVEMENT_COLUMNS])

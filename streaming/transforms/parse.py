@@ -1,31 +1,26 @@
 """Parsing and validation of Kafka records against the event contracts.
 
-Validation runs the contract models of :mod:`globalmart.contracts` themselves (in a columnar
-Arrow map), so the stream accepts and rejects exactly what the contract does. A valid record
-is re-serialised in the contract's canonical JSON (normalised UUIDs, exact decimals, UTC-aware
-times) and only then parsed into the topic's Spark schema, which therefore never meets a value
-it cannot represent.
+Validation runs the contract models of :mod:`globalmart.contracts` themselves, once per
+record, so the stream accepts and rejects exactly what the contract does. A valid record keeps
+its contract model (exact decimals, UTC-aware times); the transforms read their columns from
+it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
 
+import pandas as pd
 import pyarrow as pa
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
 
-from streaming.schemas import TOPIC_SCHEMAS
+from globalmart.contracts import INPUT_TOPICS, Event, parse_event
 
 MAX_REASON = 500
+KAFKA_COLUMNS = ["topic", "partition", "offset", "value"]
+VALIDATED_COLUMNS = ["topic", "kafka_partition", "kafka_offset", "reason", "payload", "event",
+                     "event_id", "event_time"]
 
 
 def _reason(exc: Exception) -> str:
@@ -43,86 +38,78 @@ def _reason(exc: Exception) -> str:
     return text[:MAX_REASON]
 
 
-def check_record(topic: str | None, value: bytes | None) -> tuple[str | None, str]:
-    """Validate one record: ``(None, canonical JSON)`` when valid, else ``(reason, payload text)``.
-
-    The payload text is the original bytes decoded as UTF-8 with replacement characters.
-    """
-    from globalmart.contracts import INPUT_TOPICS, parse_event
-
+def check_record(topic: str | None, value: bytes | None) -> tuple[str | None, Event | str]:
+    """Validate one record: ``(None, event)`` when valid, else ``(reason, payload text)``,
+    the payload being the original bytes decoded as UTF-8 with replacement characters."""
     raw = bytes(value) if value is not None else b""
     if topic not in INPUT_TOPICS:
         return f"unknown topic {topic!r}", raw.decode("utf-8", "replace")
     if not raw:
         return "empty payload", ""
     try:
-        event = parse_event(topic, raw)
+        return None, parse_event(topic, raw)
     except Exception as exc:  # noqa: BLE001 - every failure is a rejection with its reason
         return _reason(exc), raw.decode("utf-8", "replace")
-    return None, event.model_dump_json()
 
 
-VALIDATED_SCHEMA = StructType([
-    StructField("topic", StringType()),
-    StructField("kafka_partition", IntegerType()),
-    StructField("kafka_offset", LongType()),
-    StructField("kafka_timestamp", TimestampType()),
-    StructField("reason", StringType()),
-    StructField("text", StringType()),
-])
+def kafka_records(rows: Sequence[tuple[str, int, int, bytes | str | None]]) -> pa.Table:
+    """Kafka records ``(topic, partition, offset, value)`` as the Arrow table a micro-batch
+    collects (for tests and tools; the stream gets it from Spark)."""
+    values = [v.encode() if isinstance(v, str) else v for _, _, _, v in rows]
+    return pa.table({"topic": pa.array([r[0] for r in rows], pa.string()),
+                     "partition": pa.array([r[1] for r in rows], pa.int32()),
+                     "offset": pa.array([r[2] for r in rows], pa.int64()),
+                     "value": pa.array(values, pa.binary())})
 
 
-def _verdicts(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: each record's verdict, columnar in and out."""
-    for batch in batches:
-        results = [check_record(topic, value) for topic, value in
-                   zip(batch.column("topic").to_pylist(), batch.column("value").to_pylist(),
-                       strict=True)]
-        yield pa.RecordBatch.from_arrays(
-            [batch.column("topic"), batch.column("partition").cast(pa.int32()),
-             batch.column("offset").cast(pa.int64()),
-             batch.column("timestamp").cast(pa.timestamp("us", tz="UTC")),
-             pa.array([r[0] for r in results], pa.string()),
-             pa.array([r[1] for r in results], pa.string())],
-            schema=_ARROW_SCHEMA)
+def validate(records: pa.Table) -> pd.DataFrame:
+    """Kafka records (``topic``, ``partition``, ``offset``, ``value``) with their verdict: one row
+    per record with ``reason`` (None when valid), ``payload`` (the original text when rejected),
+    ``event`` (the contract model when valid), ``event_id`` and ``event_time``."""
+    topics = records.column("topic").to_pylist()
+    verdicts = [check_record(t, v) for t, v in
+                zip(topics, records.column("value").to_pylist(), strict=True)]
+    events: list[Any] = [None if reason else found for reason, found in verdicts]
+    return pd.DataFrame({
+        "topic": topics,
+        "kafka_partition": records.column("partition").to_pylist(),
+        "kafka_offset": records.column("offset").to_pylist(),
+        "reason": [reason for reason, _ in verdicts],
+        "payload": [found if reason else None for reason, found in verdicts],
+        "event": events,
+        "event_id": [None if e is None else str(e.event_id) for e in events],
+        "event_time": pd.to_datetime([None if e is None else e.event_time.astimezone(UTC)
+                                      for e in events], utc=True),
+    }, columns=VALIDATED_COLUMNS)
 
 
-_ARROW_SCHEMA = pa.schema([
-    ("topic", pa.string()), ("kafka_partition", pa.int32()), ("kafka_offset", pa.int64()),
-    ("kafka_timestamp", pa.timestamp("us", tz="UTC")), ("reason", pa.string()),
-    ("text", pa.string()),
-])
+def rejected(validated: pd.DataFrame) -> pd.DataFrame:
+    """The invalid records: topic, kafka_partition, kafka_offset, reason and payload."""
+    return validated.loc[validated["reason"].notna(),
+                         ["topic", "kafka_partition", "kafka_offset", "reason", "payload"]]
 
 
-def validate(records: DataFrame) -> DataFrame:
-    """Kafka records (``topic``, ``partition``, ``offset``, ``value``, ``timestamp``) with their
-    verdict: ``reason`` (null when valid) and ``text`` (canonical JSON when valid, else the
-    original payload as text), as columns topic, kafka_partition, kafka_offset,
-    kafka_timestamp, reason, text."""
-    return records.select("topic", "partition", "offset", "timestamp", "value") \
-        .mapInArrow(_verdicts, VALIDATED_SCHEMA)
+def valid(validated: pd.DataFrame) -> pd.DataFrame:
+    """The valid records."""
+    return validated[validated["reason"].isna()]
 
 
-def rejected(validated: DataFrame) -> DataFrame:
-    """The invalid records: where they came from, the reason and the original payload."""
-    return validated.where(F.col("reason").isNotNull()).select(
-        "topic", "kafka_partition", "kafka_offset",
-        F.col("reason"), F.col("text").alias("payload"),
-    )
+def of_topic(events: pd.DataFrame, topic: str) -> pd.DataFrame:
+    """The valid events of ``topic`` among ``events``."""
+    return events[(events["topic"] == topic) & events["reason"].isna()]
 
 
-def _typed(text: Column, topic: str) -> Column:
-    return F.from_json(text, TOPIC_SCHEMAS[topic], {"mode": "FAILFAST"})
-
-
-def accepted(validated: DataFrame, topic: str) -> DataFrame:
-    """The valid events of ``topic`` in its Spark schema, plus ``kafka_partition``,
-    ``kafka_offset`` and ``event_date`` (UTC date of ``event_time``)."""
-    fields = TOPIC_SCHEMAS[topic].fieldNames()
-    return (
-        validated.where((F.col("topic") == topic) & F.col("reason").isNull())
-        .select(_typed(F.col("text"), topic).alias("e"), "kafka_partition", "kafka_offset")
-        .select(*[F.col(f"e.{name}").alias(name) for name in fields],
-                "kafka_partition", "kafka_offset")
-        .withColumn("event_date", F.to_date("event_time"))
-    )
+def accepted(validated: pd.DataFrame, topic: str) -> pd.DataFrame:
+    """The valid events of ``topic`` with every contract field as a column (decimals exact,
+    times UTC-aware; line items as lists of dicts) plus ``kafka_partition``, ``kafka_offset``
+    and ``event_date`` (UTC date of ``event_time``)."""
+    chosen = of_topic(validated, topic)
+    fields = list(INPUT_TOPICS[topic][0].model_fields)
+    rows = [event.model_dump(mode="python") for event in chosen["event"]]
+    frame = pd.DataFrame(rows, columns=fields, index=chosen.index)
+    frame["event_id"] = chosen["event_id"]
+    frame["event_time"] = [e.event_time.astimezone(UTC) for e in chosen["event"]]
+    frame["kafka_partition"] = chosen["kafka_partition"]
+    frame["kafka_offset"] = chosen["kafka_offset"]
+    frame["event_date"] = [t.date() for t in frame["event_time"]]
+    return frame

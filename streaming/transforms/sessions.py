@@ -6,96 +6,83 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    ArrayType,
-    DecimalType,
-    IntegerType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+import pandas as pd
 
-from streaming.transforms.sales import AMOUNT, lines_total
+from streaming.transforms.sales import cents, money
 
-SESSION_GAP = "30 minutes"
+SESSION_GAP = timedelta(minutes=30)
 ABANDONMENT_MINUTES = 15
 SESSION_TOPICS = ("product_views", "cart_events", "transactions")
-
-# The fields the three session topics' canonical JSON share or that sessions need.
-ACTIVITY_SCHEMA = StructType([
-    StructField("event_id", StringType()),
-    StructField("event_time", TimestampType()),
-    StructField("user_id", StringType()),
-    StructField("session_id", StringType()),
-    StructField("action", StringType()),
-    StructField("items", ArrayType(StructType([
-        StructField("quantity", IntegerType()),
-        StructField("unit_price", DecimalType(12, 2)),
-    ]))),
-])
-
+ACTIVITY_COLUMNS = ["event_id", "event_time", "user_id", "session_id", "kind", "revenue_cents"]
 SESSION_COLUMNS = ["session_id", "user_id", "session_start", "session_end", "duration_seconds",
                    "page_views", "cart_adds", "cart_removes", "purchases", "revenue",
                    "converted", "last_cart_add_at", "purchased_after_last_add", "purchase_times"]
+_COUNTS = {"view": "page_views", "add": "cart_adds", "remove": "cart_removes",
+           "purchase": "purchases"}
 
 
-def session_activity(validated: DataFrame) -> DataFrame:
-    """Valid product views, cart events and transactions (from
+def _kind(topic: str, event) -> str:
+    if topic == "product_views":
+        return "view"
+    if topic == "cart_events":
+        return event.action
+    return "purchase"
+
+
+def session_activity(events: pd.DataFrame) -> pd.DataFrame:
+    """Valid product views, cart events and transactions (rows of
     :func:`streaming.transforms.parse.validate`) as one activity stream: event_id, event_time,
-    user_id, session_id, kind (view, add, remove, update, purchase) and revenue (Σ lines of a
-    purchase, else 0)."""
-    parsed = validated.where(F.col("reason").isNull() & F.col("topic").isin(*SESSION_TOPICS)) \
-        .select("topic", F.from_json("text", ACTIVITY_SCHEMA).alias("e"))
-    kind = (F.when(F.col("topic") == "product_views", F.lit("view"))
-            .when(F.col("topic") == "cart_events", F.col("e.action"))
-            .otherwise(F.lit("purchase")))
-    revenue = F.when(F.col("topic") == "transactions", lines_total(F.col("e.items"))) \
-        .otherwise(F.lit(0).cast(AMOUNT))
-    return parsed.select(
-        F.col("e.event_id").alias("event_id"), F.col("e.event_time").alias("event_time"),
-        F.col("e.user_id").alias("user_id"), F.col("e.session_id").alias("session_id"),
-        kind.alias("kind"), revenue.alias("revenue"),
-    )
+    user_id, session_id, kind (view, add, remove, update, purchase) and revenue_cents (Σ lines
+    of a purchase, else 0)."""
+    chosen = events[events["topic"].isin(SESSION_TOPICS) & events["reason"].isna()]
+    rows = [(e.user_id, e.session_id, _kind(topic, e),
+             sum(i.quantity * cents(i.unit_price) for i in e.items) if topic == "transactions"
+             else 0)
+            for topic, e in zip(chosen["topic"], chosen["event"], strict=True)]
+    frame = pd.DataFrame(rows, columns=["user_id", "session_id", "kind", "revenue_cents"],
+                         index=chosen.index)
+    frame.insert(0, "event_id", chosen["event_id"])
+    frame.insert(1, "event_time", chosen["event_time"])
+    return frame.astype({"revenue_cents": "int64"})[ACTIVITY_COLUMNS]
 
 
-def session_metrics(activity: DataFrame, gap: str = SESSION_GAP) -> DataFrame:
-    """One row per session (``session_id`` split by inactivity longer than ``gap``) with the
-    ``session_metrics`` columns. ``purchased_after_last_add`` tells whether a purchase came
-    within 15 minutes after the last cart add (the abandonment test); ``purchase_times`` lets
+def session_metrics(activity: pd.DataFrame, gap: timedelta = SESSION_GAP) -> pd.DataFrame:
+    """One row per session (``session_id`` split where the next event comes ``gap`` or more
+    after the previous one, as Spark's session windows do) with the ``session_metrics``
+    columns. ``purchased_after_last_add`` tells whether a purchase came within 15 minutes
+    after the last cart add (the abandonment test); ``purchase_times`` lets
     :func:`merge_sessions` join pieces of a session seen in different micro-batches."""
-    def count(kind: str):
-        return F.sum(F.when(F.col("kind") == kind, 1).otherwise(0)).cast("int")
-
-    aggregated = activity.groupBy(
-        "session_id", "user_id", F.session_window("event_time", gap).alias("w"),
-    ).agg(
-        F.min("event_time").alias("session_start"),
-        F.max("event_time").alias("session_end"),
-        count("view").alias("page_views"),
-        count("add").alias("cart_adds"),
-        count("remove").alias("cart_removes"),
-        count("purchase").alias("purchases"),
-        F.sum("revenue").cast(AMOUNT).alias("revenue"),
-        F.max(F.when(F.col("kind") == "add", F.col("event_time"))).alias("last_cart_add_at"),
-        F.collect_list(F.when(F.col("kind") == "purchase", F.col("event_time")))
-        .alias("purchase_times"),
-    )
-    deadline = F.col("last_cart_add_at") + F.expr(f"INTERVAL {ABANDONMENT_MINUTES} MINUTES")
-    return aggregated.select(
-        "session_id", "user_id", "session_start", "session_end",
-        ((F.unix_micros("session_end") - F.unix_micros("session_start")) / 1_000_000)
-        .alias("duration_seconds"),
-        "page_views", "cart_adds", "cart_removes", "purchases", "revenue",
-        (F.col("purchases") > 0).alias("converted"),
-        "last_cart_add_at",
-        F.coalesce(F.exists("purchase_times",
-                            lambda t: (t >= F.col("last_cart_add_at")) & (t <= deadline)),
-                   F.lit(False)).alias("purchased_after_last_add"),
-        F.array_sort(F.filter("purchase_times", lambda t: t.isNotNull())).alias("purchase_times"),
-    )
+    if activity.empty:
+        return pd.DataFrame(columns=SESSION_COLUMNS)
+    a = activity.sort_values(["session_id", "user_id", "event_time"], kind="stable")
+    a = a.reset_index(drop=True)
+    breaks = ((a["session_id"] != a["session_id"].shift())
+              | (a["user_id"] != a["user_id"].shift())
+              | (a["event_time"] - a["event_time"].shift() >= pd.Timedelta(gap)))
+    a["piece"] = breaks.cumsum()
+    for kind, column in _COUNTS.items():
+        a[column] = (a["kind"] == kind).astype("int64")
+    a["add_time"] = a["event_time"].where(a["kind"] == "add")
+    grouped = a.groupby("piece", sort=True).agg(
+        session_id=("session_id", "first"), user_id=("user_id", "first"),
+        session_start=("event_time", "min"), session_end=("event_time", "max"),
+        page_views=("page_views", "sum"), cart_adds=("cart_adds", "sum"),
+        cart_removes=("cart_removes", "sum"), purchases=("purchases", "sum"),
+        revenue=("revenue_cents", "sum"), last_cart_add_at=("add_time", "max"))
+    purchases = a.loc[a["kind"] == "purchase", ["piece", "event_time"]]
+    times = purchases.groupby("piece")["event_time"].agg(list)
+    grouped["purchase_times"] = [[t.to_pydatetime() for t in times.get(p, [])]
+                                 for p in grouped.index]
+    last_add = purchases["piece"].map(grouped["last_cart_add_at"])
+    deadline = last_add + pd.Timedelta(minutes=ABANDONMENT_MINUTES)
+    after = (purchases["event_time"] >= last_add) & (purchases["event_time"] <= deadline)
+    grouped["purchased_after_last_add"] = after.groupby(purchases["piece"]).any().reindex(
+        grouped.index, fill_value=False).astype(bool)
+    grouped["duration_seconds"] = (
+        grouped["session_end"] - grouped["session_start"]).dt.total_seconds()
+    grouped["converted"] = grouped["purchases"] > 0
+    grouped["revenue"] = [money(c) for c in grouped["revenue"]]
+    return grouped.reset_index(drop=True)[SESSION_COLUMNS]
 
 
 def _combine(a: dict, b: dict) -> dict:
@@ -127,7 +114,7 @@ def _finish(row: dict) -> dict:
     }
 
 
-def merge_sessions(stored: list[dict], pieces: list[dict], gap: timedelta = timedelta(minutes=30)
+def merge_sessions(stored: list[dict], pieces: list[dict], gap: timedelta = SESSION_GAP
                    ) -> tuple[list[dict], list[tuple[str, datetime]]]:
     """Merge the session rows of one micro-batch (``pieces``, as :func:`session_metrics` makes
     them) into the rows already stored for the same session ids, the way Spark's session

@@ -22,10 +22,9 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import types as T
 
 from globalmart.contracts import COUNTRIES, INPUT_TOPICS, parse_event
-from streaming.schemas import raw_schema
+from streaming.schemas import raw_arrow_schema
 
 CATEGORIES = ("Laptops", "Fiction", "Running", "Bedding")
 PRICE_RANGE = {"Laptops": (300, 2000), "Fiction": (10, 50), "Running": (20, 300),
@@ -200,33 +199,12 @@ def build_day(day: date, seed: int = 7, transactions: int = 400, users: int = 12
     return result
 
 
-def _arrow_type(dtype: T.DataType) -> pa.DataType:
-    if isinstance(dtype, T.StringType):
-        return pa.string()
-    if isinstance(dtype, T.TimestampType):
-        return pa.timestamp("us", tz="UTC")
-    if isinstance(dtype, T.IntegerType):
-        return pa.int32()
-    if isinstance(dtype, T.LongType):
-        return pa.int64()
-    if isinstance(dtype, T.DecimalType):
-        return pa.decimal128(dtype.precision, dtype.scale)
-    if isinstance(dtype, T.DateType):
-        return pa.date32()
-    if isinstance(dtype, T.ArrayType):
-        return pa.list_(_arrow_type(dtype.elementType))
-    if isinstance(dtype, T.StructType):
-        return pa.struct([pa.field(f.name, _arrow_type(f.dataType)) for f in dtype.fields])
-    raise TypeError(f"no Arrow type for {dtype}")
-
-
 def write_raw_layer(lake: Path | str, data: Day) -> None:
     """Write the day's events as the streaming app does: one directory per topic and day,
     Parquet files with the raw schema minus the partition column."""
     for topic, rows in data.events.items():
-        fields = [f for f in raw_schema(topic).fields if f.name != "event_date"]
-        schema = pa.schema([pa.field(f.name, _arrow_type(f.dataType)) for f in fields])
-        table = pa.Table.from_pylist([{f.name: r[f.name] for f in fields} for r in rows],
+        schema = raw_arrow_schema(topic)
+        table = pa.Table.from_pylist([{name: r[name] for name in schema.names} for r in rows],
                                      schema=schema)
         directory = Path(lake) / "raw" / topic / f"event_date={data.day.isoformat()}"
         directory.mkdir(parents=True, exist_ok=True)

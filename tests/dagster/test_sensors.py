@@ -41,7 +41,7 @@ class Scene:
         assert producer.flush(15) == 0
 
     def stream_progress(self, max_event_time: datetime, topic: str = "transactions",
-                        lag: int = 7, query_name: str = "raw_transactions") -> None:
+                        lag: int = 7, query_name: str = "raw") -> None:
         """A micro-batch of the streaming app as its metrics listener records it."""
         self.batch += 1
         with psycopg.connect(self.url) as conn:
