@@ -245,6 +245,8 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
                 query.stop()
             except Exception as exc:  # noqa: BLE001 - stop the others anyway
                 log.warning("stopping %s: %s", query.name, exc)
+        listener.wait_recorded({name: query.lastProgress["batchId"]
+                                for name, query in running.items() if query.lastProgress})
         spark.streams.removeListener(listener)
         listener.close()
         wiring.writer.close()

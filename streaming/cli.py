@@ -16,7 +16,7 @@ def stream(available_now: bool, master: str | None) -> None:
     (GLOBALMART_DATABASE_URL, GLOBALMART_KAFKA_BOOTSTRAP_SERVERS, GLOBALMART_LAKE_PATH).
     """
     from globalmart.settings import PlatformSettings
-    from streaming.app import RawLayerError, run
+    from streaming.app import CheckpointError, run
     from streaming.config import StreamingSettings
 
     settings = StreamingSettings()
@@ -24,6 +24,6 @@ def stream(available_now: bool, master: str | None) -> None:
         settings = settings.model_copy(update={"master": master})
     try:
         status = run(settings, PlatformSettings(), available_now=available_now, echo=click.echo)
-    except RawLayerError as exc:
+    except CheckpointError as exc:
         raise click.ClickException(str(exc)) from exc
     raise SystemExit(status)

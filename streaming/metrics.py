@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,14 +71,12 @@ def _split(total: int, weights: dict[str, int]) -> dict[str, int]:
 
 
 def progress_rows(progress: Mapping[str, Any], end_offsets: EndOffsets,
-                  rows_written: int | None,
-                  event_times: Mapping[str, datetime] | None = None) -> list[dict[str, Any]]:
+                  result: BatchResult | None) -> list[dict[str, Any]]:
     """The ``pipeline_metrics`` rows of one query progress report (Spark's progress JSON as a
     dict): one per topic the query read, with input rows from the offset ranges, lag against
-    ``end_offsets`` (true log ends), and rates and rows written split over the topics in
-    proportion to their input rows. ``rows_written`` (from a foreachBatch sink) is used when
-    the sink does not report its output rows; ``event_times`` (highest event time per topic,
-    from the sink) is used where the progress has no watermark figures."""
+    ``end_offsets`` (true log ends), rates and the rows the sink wrote (``result``) split over
+    the topics in proportion to their input rows, and the sink's highest event time per
+    topic. Input rows per topic are the sink's record counts, or else the offset ranges."""
     sources = progress.get("sources") or []
     start: dict[tuple[str, int], int] = {}
     end: dict[tuple[str, int], int] = {}
@@ -86,15 +85,16 @@ def progress_rows(progress: Mapping[str, Any], end_offsets: EndOffsets,
         end.update(_offsets(source.get("endOffset")))
     topics = sorted({t for t, _ in end}) or ["*"]
     total_rows = int(progress.get("numInputRows") or 0)
-    per_topic = {t: sum(max(0, o - start.get((tt, p), o)) for (tt, p), o in end.items()
-                        if tt == t) for t in topics}
-    if not start and total_rows:
-        per_topic = _split(total_rows, dict.fromkeys(topics, 1))
-    sink_rows = int((progress.get("sink") or {}).get("numOutputRows", -1))
-    written = sink_rows if sink_rows >= 0 else (rows_written or 0)
-    written_split = _split(written, per_topic)
+    if result is not None and result.records:
+        per_topic = {t: int(result.records.get(t, 0)) for t in topics}
+    else:
+        per_topic = {t: sum(max(0, o - start.get((tt, p), o)) for (tt, p), o in end.items()
+                            if tt == t) for t in topics}
+        if not start and total_rows:
+            per_topic = _split(total_rows, dict.fromkeys(topics, 1))
+    written_split = _split(result.rows if result else 0, per_topic)
+    event_times = result.max_event_time if result else {}
     duration = int((progress.get("durationMs") or {}).get("triggerExecution", 0))
-    event_time = (progress.get("eventTime") or {}).get("max")
     processed_at = _time(progress.get("timestamp")) or datetime.now(UTC)
     rows = []
     for topic in topics:
@@ -113,7 +113,7 @@ def progress_rows(progress: Mapping[str, Any], end_offsets: EndOffsets,
             "batch_duration_ms": duration,
             "lag_records": lag,
             "rows_written": written_split.get(topic, 0),
-            "max_event_time": _time(event_time) or (event_times or {}).get(topic),
+            "max_event_time": event_times.get(topic),
         })
     return rows
 
@@ -170,9 +170,8 @@ class PipelineMetricsListener(StreamingQueryListener):
                 end.update(_offsets(source.get("endOffset")))
             ends = self._probe.end_offsets(sorted(end)) if end else {}
             name = str(progress.get("name") or progress.get("id"))
-            result = self._batch_result(name, int(progress["batchId"]))
-            rows = progress_rows(progress, ends, result.rows if result else None,
-                                 result.max_event_time if result else None)
+            rows = progress_rows(progress, ends,
+                                 self._batch_result(name, int(progress["batchId"])))
             self._write(rows)
             self.snapshots[name] = QuerySnapshot(
                 batch_id=int(progress["batchId"]),
@@ -183,6 +182,19 @@ class PipelineMetricsListener(StreamingQueryListener):
                                     if r["max_event_time"] is not None), default=None),
             )
             return rows
+
+    def wait_recorded(self, last_batches: Mapping[str, int], timeout: float = 10.0) -> bool:
+        """Wait (up to ``timeout`` seconds) until the progress of each query's batch in
+        ``last_batches`` has been recorded: Spark delivers progress events asynchronously, so
+        the last ones can arrive after the queries stopped. Returns whether they all did."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                done = all(name in self.snapshots and self.snapshots[name].batch_id >= batch
+                           for name, batch in last_batches.items())
+            if done or time.monotonic() >= deadline:
+                return done
+            time.sleep(0.05)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         from globalmart.db import connect

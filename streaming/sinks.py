@@ -212,11 +212,12 @@ def copy_temp(conn: psycopg.Connection, table: str, ddl: str, columns: Sequence[
 
 @dataclass
 class BatchResult:
-    """What a sink did with one micro-batch: rows written and the highest event time of the
-    events it kept, per topic."""
+    """What a sink did with one micro-batch: rows written, and per topic the records it read
+    and the highest event time of the events it kept."""
 
     rows: int = 0
     max_event_time: dict[str, datetime] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
 
 
 class BatchStats:
@@ -544,8 +545,6 @@ def decide_abandonment(conn: psycopg.Connection, query_name: str, newest: dateti
     return recorded
 
 
-
-
 def advance_progress(conn: psycopg.Connection, query_name: str, newest: datetime,
                      decided_until: datetime | None = None) -> None:
     """Raise the query's highest event time to ``newest`` (and record how far abandonment was
@@ -594,12 +593,13 @@ def claim_events(conn: psycopg.Connection, query_name: str, events: pd.DataFrame
 def accept_batch(conn: psycopg.Connection, query_name: str, validated: pd.DataFrame,
                  lateness: timedelta) -> tuple[pd.DataFrame, BatchResult]:
     """The valid events of a batch that are on time and new to the query, and a result holding
-    their highest event time per topic; the query's progress advances to it."""
+    the batch's records and its events' highest event time per topic."""
     watermark = load_watermark(conn, query_name, lateness)
     events = claim_events(conn, query_name, first_copies(on_time(valid(validated), watermark)),
                           watermark)
     newest = events.groupby("topic")["event_time"].max()
-    result = BatchResult(max_event_time={t: v.to_pydatetime() for t, v in newest.items()})
+    result = BatchResult(max_event_time={t: v.to_pydatetime() for t, v in newest.items()},
+                         records=validated["topic"].value_counts().to_dict())
     return events, result
 
 

@@ -1,6 +1,7 @@
 """The API over tables written by the real pipeline pieces: events from the generator's
-simulation, turned into sales windows by the streaming transforms (Spark, batch mode) and
-written by the streaming sinks. Expected figures come straight from the generated events."""
+simulation, turned into sales windows by the streaming application's realtime sink (one
+micro-batch, as the stream collects it). Expected figures come straight from the generated
+events."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -26,12 +26,13 @@ def _minute(ts: datetime) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def pipeline(make_database, spark) -> tuple[str, list[dict]]:
+def pipeline(make_database) -> tuple[str, list[dict]]:
     """A database filled by the streaming transforms and sinks from an hour of simulation."""
     from generator.config import GeneratorSettings
     from generator.runner import build_simulator
-    from streaming import sinks
-    from streaming.transforms import parse, sales
+    from streaming.notifier import LogNotifier
+    from streaming.sinks import BatchStats, Postgres, RealtimeSink
+    from streaming.transforms.parse import kafka_records
 
     now = datetime.now(UTC)
     settings = GeneratorSettings(rate=5.0, seed=23, users=3000, products=400, history_days=0)
@@ -42,19 +43,11 @@ def pipeline(make_database, spark) -> tuple[str, list[dict]]:
         messages += [m for m in out if m[0] == "transactions"]
         if end_us >= int(now.timestamp() * 1_000_000):
             break
-    records = spark.createDataFrame(
-        [("transactions", 0, offset, value, now) for offset, (_, _, value) in
-         enumerate(messages)],
-        "topic string, partition int, offset long, value binary, timestamp timestamp")
-    transactions = parse.accepted(parse.validate(records), "transactions").cache()
+    records = kafka_records([("transactions", 0, offset, value)
+                             for offset, (_, _, value) in enumerate(messages)])
     url = make_database()
-    with psycopg.connect(url) as conn:
-        sinks.add_sales(conn, "public.sales_metrics",
-                        sinks.collect_rows(sales.sales_metrics(transactions),
-                                           sinks.SALES_COLUMNS))
-        sinks.add_orders(conn, sinks.collect_rows(sales.order_metrics(transactions),
-                                                  sinks.ORDER_COLUMNS))
-    transactions.unpersist()
+    RealtimeSink("realtime", Postgres(url), None, LogNotifier(), BatchStats(),
+                 timedelta(minutes=10), 0.8).process(records, 0)
     events = [json.loads(value, parse_float=Decimal) for _, _, value in messages]
     for event in events:
         event["event_time"] = datetime.fromisoformat(event["event_time"])

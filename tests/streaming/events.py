@@ -1,4 +1,4 @@
-"""Hand-built events and Kafka-like batch DataFrames for the streaming tests."""
+"""Hand-built events and Kafka record batches for the streaming tests."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
+
+from streaming.transforms.parse import kafka_records
+
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 _offsets = itertools.count()
-
-KAFKA_COLUMNS = "key binary, value binary, topic string, partition int, offset long, " \
-                "timestamp timestamp, timestampType int"
 
 
 def at(seconds: float = 0, minutes: float = 0) -> str:
@@ -78,19 +79,19 @@ def stock(kind: str = "restock", delta: int = 10, product: str = "p1",
 
 
 def record(topic: str, payload: dict | str | bytes, partition: int = 0) -> tuple:
-    """One Kafka record as a row of the source's columns."""
+    """One Kafka record: (topic, partition, offset, value bytes)."""
     if isinstance(payload, dict):
         payload = json.dumps(payload)
     if isinstance(payload, str):
         payload = payload.encode()
-    return (None, payload, topic, partition, next(_offsets), datetime.now(UTC), 0)
+    return (topic, partition, next(_offsets), payload)
 
 
-def records(spark, rows: list[tuple]):
-    """A batch DataFrame of Kafka records."""
-    return spark.createDataFrame(rows, KAFKA_COLUMNS)
+def records(rows: list[tuple]) -> pa.Table:
+    """A micro-batch of Kafka records, as the stream collects it."""
+    return kafka_records(rows)
 
 
-def topic_batch(spark, topic: str, events: list[dict]):
-    """A batch DataFrame of ``events`` on ``topic``."""
-    return records(spark, [record(topic, e) for e in events])
+def topic_batch(topic: str, events: list[dict]) -> pa.Table:
+    """A micro-batch of ``events`` on ``topic``."""
+    return records([record(topic, e) for e in events])

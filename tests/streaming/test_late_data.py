@@ -12,9 +12,7 @@ import psycopg
 from pyspark.sql import functions as F
 
 from streaming.notifier import LogNotifier
-from streaming.sinks import BatchStats, Postgres, TransactionsSink
-from streaming.transforms.dedup import deduplicate
-from streaming.transforms.parse import accepted, validate
+from streaming.sinks import BatchStats, Postgres, RealtimeSink
 from tests.streaming.events import at, line, transaction
 
 SCHEMA = "topic string, partition int, offset long, timestamp timestamp, value string"
@@ -37,10 +35,9 @@ def test_late_events_within_the_watermark_update_their_window(spark, make_databa
 
     records = (spark.readStream.schema(SCHEMA).json(str(inbox))
                .withColumn("value", F.col("value").cast("binary")))
-    events = deduplicate(accepted(validate(records), "transactions"), "10 minutes")
-    sink = TransactionsSink("transactions", Postgres(db), None, LogNotifier(), BatchStats(),
-                            timedelta(minutes=10), 0.8)
-    query = (events.writeStream.foreachBatch(sink)
+    sink = RealtimeSink("realtime", Postgres(db), None, LogNotifier(), BatchStats(),
+                        timedelta(minutes=10), 0.8)
+    query = (records.writeStream.foreachBatch(sink)
              .option("checkpointLocation", str(tmp_path / "checkpoint")).start())
     try:
         first = tx(at(minutes=0, seconds=10), "1.00")

@@ -8,18 +8,19 @@ import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import psycopg
 import pytest
 
 from globalmart.contracts import Alert
-from streaming.app import RawLayerError, check_raw_layer, parse_duration
+from streaming.app import CheckpointError, check_checkpoint, parse_duration
 from streaming.metrics import progress_rows
 from streaming.notifier import LogNotifier, WebhookNotifier, build_notifier
+from streaming.sinks import BatchResult
 
 PROGRESS = {
     "name": "sessions", "batchId": 7, "timestamp": "2026-03-01T12:00:05.000Z",
     "numInputRows": 300, "inputRowsPerSecond": 150.0, "processedRowsPerSecond": 600.0,
     "durationMs": {"triggerExecution": 500},
-    "eventTime": {"max": "2026-03-01T11:59:59.123Z", "watermark": "2026-03-01T11:49:59.123Z"},
     "sources": [{
         "startOffset": json.dumps({"product_views": {"0": 100, "1": 100},
                                    "transactions": {"0": 10}}),
@@ -29,11 +30,13 @@ PROGRESS = {
     }],
     "sink": {"numOutputRows": -1},
 }
+NEWEST = datetime(2026, 3, 1, 11, 59, 59, 123000, tzinfo=UTC)
 
 
 def test_progress_rows_split_by_topic_with_lag_against_true_ends() -> None:
     ends = {("product_views", 0): 230, ("product_views", 1): 250, ("transactions", 0): 61}
-    rows = {r["topic"]: r for r in progress_rows(PROGRESS, ends, rows_written=31)}
+    rows = {r["topic"]: r for r in progress_rows(PROGRESS, ends,
+                                                   BatchResult(31, {"product_views": NEWEST}))}
     assert set(rows) == {"product_views", "transactions"}
     views, sales = rows["product_views"], rows["transactions"]
     assert (views["input_rows"], sales["input_rows"]) == (250, 50)
@@ -41,15 +44,14 @@ def test_progress_rows_split_by_topic_with_lag_against_true_ends() -> None:
     assert views["rows_written"] + sales["rows_written"] == 31
     assert abs(views["processed_rows_per_second"] - 500.0) < 1e-9
     assert views["batch_duration_ms"] == 500 and views["batch_id"] == 7
-    assert views["max_event_time"] == datetime(2026, 3, 1, 11, 59, 59, 123000, tzinfo=UTC)
+    assert views["max_event_time"] == NEWEST and sales["max_event_time"] is None
     assert views["query_name"] == "sessions"
 
 
-def test_a_file_sink_reports_its_own_output_rows() -> None:
-    progress = {**PROGRESS, "sink": {"numOutputRows": 12}}
-    rows = progress_rows(progress, {}, rows_written=None)
-    assert sum(r["rows_written"] for r in rows) == 12
-    assert all(r["lag_records"] == 0 for r in rows)
+def test_a_batch_the_sink_did_not_record_writes_nothing() -> None:
+    rows = progress_rows(PROGRESS, {}, None)
+    assert sum(r["rows_written"] for r in rows) == 0
+    assert all(r["lag_records"] == 0 and r["max_event_time"] is None for r in rows)
 
 
 def test_durations() -> None:
@@ -96,11 +98,19 @@ def test_default_notifier_logs_and_a_dead_webhook_does_not_raise(caplog) -> None
     assert "could not deliver 1 alerts" in caplog.text
 
 
-def test_a_raw_layer_without_its_checkpoint_is_refused(tmp_path) -> None:
-    lake = str(tmp_path / "lake")
-    check_raw_layer(lake, "transactions", str(tmp_path / "cp"))  # nothing yet: fine
-    (tmp_path / "lake" / "raw" / "transactions" / "_spark_metadata").mkdir(parents=True)
-    with pytest.raises(RawLayerError, match="checkpoint"):
-        check_raw_layer(lake, "transactions", str(tmp_path / "cp"))
+def test_a_query_without_its_checkpoint_is_refused(make_database, tmp_path) -> None:
+    db, lake, checkpoint = make_database(), str(tmp_path / "lake"), str(tmp_path / "cp")
+    check_checkpoint(db, lake, "raw", checkpoint)  # nothing written yet: fine
+    day = tmp_path / "lake" / "raw" / "transactions" / "event_date=2026-03-01"
+    day.mkdir(parents=True)
+    (day / "part-0000000000.parquet").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="raw layer"):
+        check_checkpoint(db, lake, "raw", checkpoint)
+    with psycopg.connect(db) as conn:
+        conn.execute("INSERT INTO stream_state.batch_commits (query_name, batch_id) "
+                     "VALUES ('realtime', 41)")
+    with pytest.raises(CheckpointError, match="batches up to 41"):
+        check_checkpoint(db, lake, "realtime", checkpoint)
     (tmp_path / "cp" / "offsets").mkdir(parents=True)
-    check_raw_layer(lake, "transactions", str(tmp_path / "cp"))
+    check_checkpoint(db, lake, "raw", checkpoint)
+    check_checkpoint(db, lake, "realtime", checkpoint)

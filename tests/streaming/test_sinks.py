@@ -1,31 +1,33 @@
-"""The PostgreSQL sinks on a real database: idempotent batches, anomalies across batches,
-stock transitions, sessions merged across batches, dead letters to the topic and the table."""
+"""The sinks on a real database: idempotent batches, de-duplication across batches, anomalies
+across batches, stock transitions, sessions merged across batches, dead letters to the topic
+and the table, and the Parquet raw layer."""
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
+import pyarrow.parquet as pq
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.contracts import DEAD_LETTER_TOPIC
-from globalmart.kafka import ensure_topics
+from globalmart.kafka import ensure_topics, true_end_offsets
 from streaming.notifier import LogNotifier
+from streaming.schemas import raw_arrow_schema
 from streaming.sinks import (
     BatchStats,
-    DeadLetterSink,
-    InventorySink,
     Postgres,
-    SessionsSink,
+    RawLayerSink,
+    RealtimeSink,
     TopicWriter,
-    TransactionsSink,
     detect_rapid_fire,
 )
-from streaming.transforms.parse import accepted, validate
-from streaming.transforms.sessions import session_activity
 from tests.streaming.events import (
     T0,
     at,
@@ -39,10 +41,24 @@ from tests.streaming.events import (
     view,
 )
 
+LATENESS = timedelta(minutes=10)
+
 
 @pytest.fixture
 def db(make_database) -> str:
     return make_database()
+
+
+@pytest.fixture
+def postgres(db) -> Iterator[Postgres]:
+    store = Postgres(db)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sink(postgres) -> RealtimeSink:
+    return RealtimeSink("realtime", postgres, None, LogNotifier(), BatchStats(), LATENESS, 0.8)
 
 
 def _query(url: str, sql: str, params=()) -> list[tuple]:
@@ -59,23 +75,19 @@ def _products(url: str, stocks: dict[str, int]) -> None:
                 (product, f"Product {product}", initial))
 
 
-def _tx_sink(url: str, stats: BatchStats | None = None) -> TransactionsSink:
-    return TransactionsSink("transactions", Postgres(url), None, LogNotifier(),
-                            stats or BatchStats(), timedelta(minutes=10), 0.8)
+def _sales(sink: RealtimeSink, events: list[dict], batch_id: int):
+    return sink.process(topic_batch("transactions", events), batch_id)
 
 
-def _tx_frame(spark, events):
-    return accepted(validate(topic_batch(spark, "transactions", events)), "transactions")
-
-
-def test_sales_batches_add_up_and_a_replayed_batch_counts_once(spark, db) -> None:
-    sink = _tx_sink(db)
-    first = [transaction(items=[line("p1", "Books", 2, "10.05")], time=at(5)),
-             transaction(items=[line("p2", "Books", 1, "0.10")], time=at(20), country="UK")]
-    sink(_tx_frame(spark, first), 0)
-    sink(_tx_frame(spark, first), 0)  # Spark replays batch 0 after a crash
-    late = [transaction(items=[line("p3", "Books", 1, "1.01")], time=at(30))]
-    sink(_tx_frame(spark, late), 1)
+def test_sales_batches_add_up_and_a_replayed_batch_counts_once(sink, db) -> None:
+    first = topic_batch("transactions", [
+        transaction(items=[line("p1", "Books", 2, "10.05")], time=at(5)),
+        transaction(items=[line("p2", "Books", 1, "0.10")], time=at(20), country="UK")])
+    done = sink.process(first, 0)
+    assert done.rows > 0 and done.max_event_time == {"transactions": T0 + timedelta(seconds=20)}
+    assert sink.process(first, 0).rows == 0  # Spark replays batch 0 after a crash
+    assert _sales(sink, [transaction(time=at(25))], 0).rows == 0  # a committed batch id
+    _sales(sink, [transaction(items=[line("p3", "Books", 1, "1.01")], time=at(30))], 1)
     rows = _query(db, "SELECT country, total_amount, transaction_count, avg_transaction_value "
                       "FROM sales_metrics ORDER BY country")
     assert rows == [("UK", Decimal("0.10"), 1, Decimal("0.10")),
@@ -84,14 +96,27 @@ def test_sales_batches_add_up_and_a_replayed_batch_counts_once(spark, db) -> Non
         (Decimal("21.21"),)]
     assert _query(db, "SELECT sum(order_count), sum(revenue) FROM order_metrics") == [
         (3, Decimal("21.21"))]
+    assert _query(db, "SELECT batch_id FROM stream_state.batch_commits "
+                      "WHERE query_name = 'realtime' ORDER BY 1") == [(0,), (1,)]
 
 
-def test_anomalies_one_row_per_type_and_critical_ones_alert(spark, db) -> None:
-    sink = _tx_sink(db)
+def test_a_resend_in_a_later_batch_counts_once_and_late_events_are_dropped(sink, db) -> None:
+    sale = transaction(items=[line("p1", "Books", 1, "10")], time=at(minutes=5))
+    _sales(sink, [sale], 0)
+    late = transaction(items=[line("p1", "Books", 1, "99")], time=at(minutes=-5, seconds=-1))
+    edge = transaction(items=[line("p1", "Books", 1, "1")], time=at(minutes=-5))
+    done = _sales(sink, [sale, late, edge], 1)  # the watermark is 5 min − 10 min
+    assert done.max_event_time == {"transactions": T0 - timedelta(minutes=5)}
+    assert _query(db, "SELECT sum(order_count), sum(revenue) FROM order_metrics") == [
+        (2, Decimal("11.00"))]
+    assert _query(db, "SELECT count(*) FROM stream_state.seen_events") == [(2,)]
+
+
+def test_anomalies_one_row_per_type_and_critical_ones_alert(sink, db) -> None:
     big = transaction(items=[line(unit_price="12000")], txid="big")  # score 0.85
     small = transaction(items=[line(unit_price="5000.01")], txid="small", user="u2")
-    sink(_tx_frame(spark, [big, small]), 0)
-    sink(_tx_frame(spark, [big]), 1)  # a resend after the watermark: still one row
+    _sales(sink, [big, small], 0)
+    _sales(sink, [big], 1)  # a resend: still one row
     assert _query(db, "SELECT transaction_id, anomaly_type FROM transaction_anomalies "
                       "ORDER BY 1") == [("big", "high_value"), ("small", "high_value")]
     alerts = _query(db, "SELECT alert_type, severity, entity_id FROM alerts")
@@ -131,89 +156,155 @@ def test_rapid_fire_across_batches_and_late_arrivals(db) -> None:
     assert _rapid(db, other) == {"t4"}  # another user's 4 do not count
 
 
-def test_stock_transitions_alert_once_and_unknown_products_wait(spark, db) -> None:
-    _products(db, {"p1": 16})
-    sink = _tx_sink(db)
-    inventory = InventorySink("inventory", Postgres(db), None, LogNotifier(), BatchStats())
+def test_rapid_fire_through_the_realtime_sink(sink, db) -> None:
+    sales = [transaction(time=at(s), txid=f"r{s}") for s in (40, 0, 10, 20, 30)]
+    _sales(sink, sales[:3], 0)
+    _sales(sink, sales[3:], 1)
+    assert _query(db, "SELECT transaction_id FROM transaction_anomalies "
+                      "WHERE anomaly_type = 'rapid_fire'") == [("r40",)]
 
-    def sell(batch: int, quantity: int, product: str = "p1") -> None:
-        sink(_tx_frame(spark, [transaction(items=[line(product, quantity=quantity)])]), batch)
+
+def test_stock_transitions_alert_once_and_unknown_products_wait(sink, db) -> None:
+    _products(db, {"p1": 16})
+    batches = iter(range(100))
+
+    def sell(quantity: int, product: str = "p1") -> None:
+        _sales(sink, [transaction(items=[line(product, quantity=quantity)])], next(batches))
 
     def status(product: str = "p1"):
         return _query(db, "SELECT current_stock, status FROM inventory_status "
                           "WHERE product_id = %s", (product,))
 
-    sell(0, 6)
+    sell(6)
     assert status() == [(10, "low")]
-    sell(1, 1)
+    sell(1)
     assert status() == [(9, "low")]
-    sell(2, 4)
+    sell(4)
     assert status() == [(5, "critical")]
-    frame = accepted(validate(topic_batch(spark, "inventory_events", [stock("restock", 20)])),
-                     "inventory_events")
-    inventory(frame, 0)
+    sink.process(topic_batch("inventory_events", [stock("restock", 20)]), next(batches))
     assert status() == [(25, "ok")]
-    sell(3, 25)
+    sell(25)
     assert status() == [(0, "out")]
+    sell(1)
+    assert status() == [(-1, "out")]
     alerts = _query(db, "SELECT alert_type, severity FROM alerts "
                         "WHERE alert_type LIKE 'stock%%' ORDER BY created_at")
     assert alerts == [("stock_low", "warning"), ("stock_critical", "critical"),
                       ("stock_out", "critical")]
-    sell(4, 3, product="p-new")
+    sell(3, product="p-new")
     assert status("p-new") == []
     _products(db, {"p-new": 100})
-    sell(5, 1)
+    sell(1)
     assert status("p-new") == [(97, "ok")]
 
 
-def _activity(spark, events_by_topic):
+def _activity(sink: RealtimeSink, batch_id: int, events_by_topic: dict[str, list]) -> None:
     rows = [record(topic, event) for topic, events in events_by_topic.items() for event in events]
-    return session_activity(validate(records(spark, rows)))
+    sink.process(records(rows), batch_id)
 
 
 def test_sessions_merge_across_batches_and_carts_are_abandoned_behind_the_watermark(
-        spark, db) -> None:
-    sink = SessionsSink("sessions", Postgres(db), BatchStats(), timedelta(minutes=10))
-    sink(_activity(spark, {"product_views": [view("a", at(minutes=0))],
-                           "cart_events": [cart("add", "a", at(minutes=1))]}), 0)
-    sink(_activity(spark, {"product_views": [view("a", at(minutes=25)),
-                                             view("b", at(minutes=20))]}), 1)
+        sink, db) -> None:
+    _activity(sink, 0, {"product_views": [view("a", at(minutes=0))],
+                        "cart_events": [cart("add", "a", at(minutes=1))]})
+    _activity(sink, 1, {"product_views": [view("a", at(minutes=25)), view("b", at(minutes=20))]})
     rows = _query(db, "SELECT session_id, page_views, cart_adds, duration_seconds "
                       "FROM session_metrics ORDER BY 1")
     assert rows == [("s-a", 2, 1, 25 * 60.0), ("s-b", 1, 0, 0.0)]
     assert _query(db, "SELECT count(*) FROM cart_abandonment") == [(0,)]
     # the watermark (max event time − 10 min) passes 1 min + 15 min only after 26 min
-    sink(_activity(spark, {"product_views": [view("c", at(minutes=27))]}), 2)
+    _activity(sink, 2, {"product_views": [view("c", at(minutes=27))]})
     assert _query(db, "SELECT count(*) FROM cart_abandonment") == [(0,)]
-    sink(_activity(spark, {"product_views": [view("c", at(minutes=28))]}), 3)
+    _activity(sink, 3, {"product_views": [view("c", at(minutes=28))]})
     assert _query(db, "SELECT session_id, items_added FROM cart_abandonment") == [("s-a", 1)]
-    sink(_activity(spark, {"product_views": [view("a", at(minutes=60))]}), 4)
+    _activity(sink, 4, {"product_views": [view("a", at(minutes=60))]})
     assert _query(db, "SELECT count(*) FROM session_metrics WHERE session_id = 's-a'") == [(2,)]
     assert _query(db, "SELECT count(*) FROM cart_abandonment") == [(1,)]
 
 
-def test_dead_letters_reach_the_topic_and_the_table(spark, db, broker) -> None:
+def test_a_purchase_within_15_minutes_of_the_last_add_is_not_abandonment(sink, db) -> None:
+    _activity(sink, 0, {"cart_events": [cart("add", "p", at(minutes=0))],
+                        "transactions": [transaction(user="p", time=at(minutes=14))]})
+    _activity(sink, 1, {"product_views": [view("z", at(minutes=40))]})
+    _activity(sink, 2, {"product_views": [view("z", at(minutes=41))]})
+    assert _query(db, "SELECT converted, purchased_after_last_add FROM session_metrics "
+                      "WHERE session_id = 's-p'") == [(True, True)]
+    assert _query(db, "SELECT count(*) FROM cart_abandonment") == [(0,)]
+
+
+def _read_topic(bootstrap: str, topic: str) -> list[dict]:
+    """Every message of ``topic`` up to its true end."""
+    ends = {key: end for key, end in true_end_offsets(bootstrap, [topic]).items() if end > 0}
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+    seen, pending = [], set(ends)
+    deadline = time.monotonic() + 30
+    while pending and time.monotonic() < deadline:
+        for message in consumer.consume(100, timeout=0.2):
+            if message.error() is None:
+                seen.append(json.loads(message.value()))
+                if message.offset() + 1 >= ends[(message.topic(), message.partition())]:
+                    pending.discard((message.topic(), message.partition()))
+    consumer.close()
+    assert not pending, f"could not read {pending} to the end"
+    return seen
+
+
+def test_dead_letters_reach_the_topic_and_the_table(postgres, db, broker) -> None:
     ensure_topics(broker.bootstrap_servers, [DEAD_LETTER_TOPIC])
-    sink = DeadLetterSink("dead_letter", Postgres(db), TopicWriter(broker.bootstrap_servers),
-                          BatchStats())
+    writer = TopicWriter(broker.bootstrap_servers)
+    sink = RealtimeSink("realtime", postgres, writer, LogNotifier(), BatchStats(), LATENESS, 0.8)
     rows = [record("transactions", "{oops"), record("product_views", view(duration_seconds=1)),
             record("cart_events", cart())]
-    sink(validate(records(spark, rows)), 0)
-    sink(validate(records(spark, rows)), 0)
+    sink.process(records(rows), 0)
+    sink.process(records(rows), 0)  # a replay sends and stores nothing again
+    writer.close()
     table = _query(db, "SELECT topic, kafka_offset, payload, reason FROM dead_letter ORDER BY 2")
     assert [(t, o, p) for t, o, p, _ in table] == [
-        ("transactions", rows[0][4], "{oops"), ("product_views", rows[1][4], rows[1][1].decode())]
+        ("transactions", rows[0][2], "{oops"), ("product_views", rows[1][2], rows[1][3].decode())]
     assert "duration_seconds" in table[1][3]
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "t",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(DEAD_LETTER_TOPIC, p, OFFSET_BEGINNING) for p in range(3)])
-    seen = []
-    for _ in range(50):
-        message = consumer.poll(0.2)
-        if message is not None and message.error() is None:
-            seen.append(json.loads(message.value()))
-        if len(seen) >= 4:
-            break
-    consumer.close()
-    assert {d["offset"] for d in seen} == {rows[0][4], rows[1][4]}
+    seen = _read_topic(broker.bootstrap_servers, DEAD_LETTER_TOPIC)
+    assert sorted(d["offset"] for d in seen) == [rows[0][2], rows[1][2]]
     assert all(d["reason"] for d in seen)
+    assert {d["payload"] for d in seen} == {"{oops", rows[1][3].decode()}
+
+
+def _raw_files(lake: Path) -> dict[str, bytes]:
+    """Every file under ``lake`` (hidden ones too) and its bytes."""
+    return {str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*"))
+            if p.is_file()}
+
+
+def test_raw_layer_lands_each_event_once_per_batch(postgres, tmp_path) -> None:
+    raw = RawLayerSink("raw", postgres, str(tmp_path), BatchStats(), LATENESS)
+    sale = transaction(total="39.98", items=[line(unit_price="19.99", quantity=2)],
+                       time="2026-03-01T23:58:00Z")
+    night = transaction(time="2026-03-01T23:02:00-01:00")  # 2 March in UTC
+    glance = view()
+    rows = [record("transactions", sale), record("transactions", sale),
+            record("transactions", night), record("product_views", glance),
+            record("transactions", "{broken")]
+    assert raw.process(records(rows), 7).rows == 3
+    files = _raw_files(tmp_path)
+    assert sorted(files) == ["raw/product_views/event_date=2026-03-01/part-0000000007.parquet",
+                             "raw/transactions/event_date=2026-03-01/part-0000000007.parquet",
+                             "raw/transactions/event_date=2026-03-02/part-0000000007.parquet"]
+    day = pq.read_table(tmp_path / "raw/transactions/event_date=2026-03-01/part-0000000007.parquet")
+    assert day.schema.equals(raw_arrow_schema("transactions"))
+    (landed,) = day.to_pylist()
+    assert (landed["event_id"], landed["kafka_offset"]) == (sale["event_id"], rows[0][2])
+    assert landed["total_amount"] == Decimal("39.98")
+    assert landed["event_time"] == datetime(2026, 3, 1, 23, 58, tzinfo=UTC)
+    assert landed["items"][0]["unit_price"] == Decimal("19.99")
+    (next_day,) = pq.read_table(tmp_path / "raw/transactions/event_date=2026-03-02/"
+                                           "part-0000000007.parquet").to_pylist()
+    assert next_day["event_id"] == night["event_id"]
+    views = pq.read_table(tmp_path / "raw/product_views/event_date=2026-03-01/"
+                                     "part-0000000007.parquet")
+    assert views.schema.equals(raw_arrow_schema("product_views"))
+    assert views.column("event_id").to_pylist() == [glance["event_id"]]
+
+    assert raw.process(records(rows), 7).rows == 0  # a replay of batch 7
+    assert raw.process(records([record("transactions", sale)]), 8).rows == 0  # a resend, on time
+    assert _raw_files(tmp_path) == files
