@@ -178,7 +178,6 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--shuffle-partitions", type=int, default=2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gm-stream-bench-"))
     name = f"gm_bench_{uuid.uuid4().hex[:8]}"
@@ -188,8 +187,7 @@ def main() -> None:
     db.upgrade(url)
     broker = EmbeddedBroker(free_port(), work)
     broker.start()
-    spark = build_spark_session("streaming-benchmark", "local[2]", args.shuffle_partitions,
-                                extra_conf=SPARK_CONF)
+    spark = build_spark_session("streaming-benchmark", "local[2]", extra_conf=SPARK_CONF)
     try:
         ensure_topics(broker.bootstrap_servers, ALL_TOPICS)
         platform = PlatformSettings(database_url=url,

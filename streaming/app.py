@@ -269,8 +269,7 @@ def run(settings: StreamingSettings, platform: PlatformSettings, available_now: 
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    spark = build_spark_session("globalmart-stream", settings.master, settings.shuffle_partitions,
-                                extra_conf=SPARK_CONF)
+    spark = build_spark_session("globalmart-stream", settings.master, extra_conf=SPARK_CONF)
     try:
         return serve(spark, settings, platform, stop, available_now, echo)
     finally:

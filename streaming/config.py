@@ -25,13 +25,12 @@ class StreamingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore")
 
     master: str = Field(default="local[*]", description="Spark master URL.")
-    shuffle_partitions: int = Field(default=2, ge=1, description="spark.sql.shuffle.partitions.")
     trigger_interval: str = Field(default="1 second",
                                   description="Processing-time trigger of the realtime query.")
     raw_trigger_interval: str = Field(
         default="10 seconds",
-        description="Processing-time trigger of the raw-layer and dead-letter queries (larger "
-                    "batches, fewer fixed costs; the realtime tables do not wait for them).")
+        description="Processing-time trigger of the raw-layer query (larger batches, fewer and "
+                    "larger Parquet files; the realtime tables do not wait for it).")
     watermark: str = Field(default="10 minutes",
                            description="How late an event may arrive (dedup, windows, sessions).")
     starting_offsets: Literal["earliest", "latest"] = Field(

@@ -26,6 +26,8 @@ from typing import Any
 import pandas as pd
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from psycopg import errors
 from psycopg.rows import dict_row
@@ -34,7 +36,7 @@ from pyspark.sql import DataFrame
 
 from globalmart.contracts import ALERTS_TOPIC, DEAD_LETTER_TOPIC, INPUT_TOPICS, Alert, DeadLetter
 from streaming.notifier import Notifier
-from streaming.schemas import raw_arrow_schema, raw_path
+from streaming.schemas import raw_path
 from streaming.transforms.anomalies import (
     ANOMALY_COLUMNS,
     RAPID_FIRE_COUNT,
@@ -78,17 +80,12 @@ def collect_records(batch: DataFrame) -> pa.Table:
 
 
 def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
-    """``columns`` of ``frame`` as dicts of plain Python values (NaT/NaN as None, timestamps
-    as UTC-aware datetimes), ready for psycopg."""
-    out = {}
-    for name in columns:
-        column = frame[name]
-        if isinstance(column.dtype, pd.DatetimeTZDtype):
-            out[name] = [None if pd.isna(v) else v.to_pydatetime() for v in column]
-        else:
-            out[name] = column.astype(object).where(column.notna(), None).tolist()
-    return [dict(zip(columns, values, strict=True))
-            for values in zip(*(out[c] for c in columns), strict=True)] if len(frame) else []
+    """``columns`` of ``frame`` as dicts of Python values (NaT/NaN as None, numbers as int or
+    float, timestamps as pandas Timestamps, which are UTC-aware datetimes), ready for
+    psycopg."""
+    values = [frame[name].astype(object).where(frame[name].notna(), None).tolist()
+              for name in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 # --- Kafka ------------------------------------------------------------------------------------
@@ -208,6 +205,27 @@ def copy_temp(conn: psycopg.Connection, table: str, ddl: str, columns: Sequence[
     with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([row[c] for c in columns])
+
+
+def copy_frame(conn: psycopg.Connection, table: str, ddl: str, frame: pd.DataFrame) -> None:
+    """Create temporary ``table`` (``ddl`` column definitions in ``frame``'s column order,
+    dropped at commit) and COPY ``frame`` into it as CSV written by Arrow, with no Python work
+    per row (for the large per-event tables). Values are quoted, so an empty text stays empty
+    and only a missing value is NULL; list values become PostgreSQL array literals."""
+    conn.execute(f"CREATE TEMP TABLE {table} ({ddl}) ON COMMIT DROP")
+    if frame.empty:
+        return
+    frame = frame.copy()
+    for name in frame.columns:
+        if isinstance(frame[name].iloc[0], list):
+            frame[name] = ["{" + ",".join(f'"{v}"' for v in values) + "}"
+                           for values in frame[name]]
+    text = pa.BufferOutputStream()
+    pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), text,
+                     pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    with conn.cursor().copy(f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN "
+                            "(FORMAT csv)") as copy:
+        copy.write(text.getvalue().to_pybytes())
 
 
 @dataclass
@@ -502,12 +520,13 @@ def merge_session_rows(conn: psycopg.Connection, pieces: Sequence[dict]) -> int:
         conn.cursor().executemany(
             "DELETE FROM public.session_metrics WHERE session_id = %s AND session_start = %s",
             merged_away)
-    copy_temp(conn, "tmp_sessions",
-              "session_id text, user_id text, session_start timestamptz, session_end timestamptz,"
-              " duration_seconds float8, page_views int, cart_adds int, cart_removes int,"
-              " purchases int, revenue numeric(14,2), converted boolean,"
-              " last_cart_add_at timestamptz, purchased_after_last_add boolean,"
-              " purchase_times timestamptz[]", SESSION_COLUMNS, upserts)
+    copy_frame(conn, "tmp_sessions",
+               "session_id text, user_id text, session_start timestamptz, session_end timestamptz,"
+               " duration_seconds float8, page_views int, cart_adds int, cart_removes int,"
+               " purchases int, revenue numeric(14,2), converted boolean,"
+               " last_cart_add_at timestamptz, purchased_after_last_add boolean,"
+               " purchase_times timestamptz[]",
+               pd.DataFrame(upserts, columns=SESSION_COLUMNS))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in SESSION_COLUMNS[1:] if c != "session_start")
     conn.execute(f"""
         INSERT INTO public.session_metrics ({', '.join(SESSION_COLUMNS)}, updated_at)
@@ -578,9 +597,8 @@ def claim_events(conn: psycopg.Connection, query_name: str, events: pd.DataFrame
                      "WHERE query_name = %s AND event_time < %s", (query_name, watermark))
     if events.empty:
         return events
-    columns = ["topic", "event_id", "event_time"]
-    copy_temp(conn, "tmp_seen", "topic text, event_id text, event_time timestamptz", columns,
-              frame_rows(events, columns))
+    copy_frame(conn, "tmp_seen", "topic text, event_id text, event_time timestamptz",
+               events[["topic", "event_id", "event_time"]])
     new = set(conn.execute(
         "INSERT INTO stream_state.seen_events (query_name, topic, event_id, event_time) "
         "SELECT %s, topic, event_id, event_time FROM tmp_seen ORDER BY topic, event_id "
@@ -669,7 +687,7 @@ class RealtimeSink:
         moves = frame_rows(stock_changes(lines, of_topic(events, "inventory_events")),
                            MOVEMENT_COLUMNS)
         pieces = frame_rows(session_metrics(session_activity(events)), SESSION_COLUMNS)
-        newest = max(events["event_time"]).to_pydatetime()
+        newest = events["event_time"].max().to_pydatetime()
 
         add_sales(conn, "public.sales_metrics", minute)
         add_sales(conn, "public.sales_metrics_hourly", hourly)
@@ -701,19 +719,18 @@ def write_raw_files(lake: str, events: pd.DataFrame, batch_id: int) -> int:
     replayed batch replaces its own files. Returns the events written."""
     written = 0
     for topic in INPUT_TOPICS:
-        frame = accepted(events, topic)
-        if frame.empty:
+        table = accepted(events, topic)
+        if not table.num_rows:
             continue
-        schema = raw_arrow_schema(topic)
         fs, root = _filesystem(raw_path(lake, topic))
-        for day, rows in frame.groupby("event_date", sort=True):
-            table = pa.Table.from_pandas(rows[schema.names], schema=schema, preserve_index=False)
+        for day in sorted(table["event_date"].unique().to_pylist()):
+            rows = table.filter(pc.equal(table["event_date"], day)).drop_columns("event_date")
             directory = f"{root}/event_date={day.isoformat()}"
             fs.create_dir(directory, recursive=True)
             name = f"part-{batch_id:010d}.parquet"
-            pq.write_table(table, f"{directory}/.{name}.tmp", filesystem=fs)
+            pq.write_table(rows, f"{directory}/.{name}.tmp", filesystem=fs)
             fs.move(f"{directory}/.{name}.tmp", f"{directory}/{name}")
-            written += table.num_rows
+            written += rows.num_rows
     return written
 
 

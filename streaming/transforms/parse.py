@@ -9,15 +9,21 @@ it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from globalmart.contracts import INPUT_TOPICS, Event, parse_event
+from streaming.schemas import raw_arrow_schema
 
 MAX_REASON = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_NAT = np.iinfo("int64").min
 KAFKA_COLUMNS = ["topic", "partition", "offset", "value"]
 VALIDATED_COLUMNS = ["topic", "kafka_partition", "kafka_offset", "reason", "payload", "event",
                      "event_id", "event_time"]
@@ -78,8 +84,9 @@ def validate(records: pa.Table) -> pd.DataFrame:
         "payload": [found if reason else None for reason, found in verdicts],
         "event": events,
         "event_id": [None if e is None else str(e.event_id) for e in events],
-        "event_time": pd.to_datetime([None if e is None else e.event_time.astimezone(UTC)
-                                      for e in events], utc=True),
+        "event_time": pd.to_datetime(
+            np.array([_NAT if e is None else (e.event_time - _EPOCH) // _MICROSECOND
+                      for e in events], dtype="int64"), unit="us", utc=True),
     }, columns=VALIDATED_COLUMNS)
 
 
@@ -99,17 +106,17 @@ def of_topic(events: pd.DataFrame, topic: str) -> pd.DataFrame:
     return events[(events["topic"] == topic) & events["reason"].isna()]
 
 
-def accepted(validated: pd.DataFrame, topic: str) -> pd.DataFrame:
-    """The valid events of ``topic`` with every contract field as a column (decimals exact,
-    times UTC-aware; line items as lists of dicts) plus ``kafka_partition``, ``kafka_offset``
-    and ``event_date`` (UTC date of ``event_time``)."""
+def accepted(validated: pd.DataFrame, topic: str) -> pa.Table:
+    """The valid events of ``topic`` as rows of the raw layer: every contract field (decimals
+    exact, times in UTC), ``kafka_partition``, ``kafka_offset`` and ``event_date`` (UTC date of
+    ``event_time``), in :func:`streaming.schemas.raw_schema` order."""
     chosen = of_topic(validated, topic)
-    fields = list(INPUT_TOPICS[topic][0].model_fields)
-    rows = [event.model_dump(mode="python") for event in chosen["event"]]
-    frame = pd.DataFrame(rows, columns=fields, index=chosen.index)
-    frame["event_id"] = chosen["event_id"]
-    frame["event_time"] = [e.event_time.astimezone(UTC) for e in chosen["event"]]
-    frame["kafka_partition"] = chosen["kafka_partition"]
-    frame["kafka_offset"] = chosen["kafka_offset"]
-    frame["event_date"] = [t.date() for t in frame["event_time"]]
-    return frame
+    rows = []
+    for event, event_id, partition, offset in zip(
+            chosen["event"], chosen["event_id"], chosen["kafka_partition"],
+            chosen["kafka_offset"], strict=True):
+        row = event.model_dump()
+        row["event_id"], row["kafka_partition"], row["kafka_offset"] = event_id, partition, offset
+        rows.append(row)
+    table = pa.Table.from_pylist(rows, schema=raw_arrow_schema(topic))
+    return table.append_column("event_date", pc.cast(table["event_time"], pa.date32()))

@@ -3,7 +3,7 @@ than 30 minutes, and the cart-abandonment facts of each session."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -70,9 +70,8 @@ def session_metrics(activity: pd.DataFrame, gap: timedelta = SESSION_GAP) -> pd.
         cart_removes=("cart_removes", "sum"), purchases=("purchases", "sum"),
         revenue=("revenue_cents", "sum"), last_cart_add_at=("add_time", "max"))
     purchases = a.loc[a["kind"] == "purchase", ["piece", "event_time"]]
-    times = purchases.groupby("piece")["event_time"].agg(list)
-    grouped["purchase_times"] = [[t.to_pydatetime() for t in times.get(p, [])]
-                                 for p in grouped.index]
+    times = purchases.groupby("piece")["event_time"].agg(list).to_dict()
+    grouped["purchase_times"] = [times.get(p, []) for p in grouped.index]
     last_add = purchases["piece"].map(grouped["last_cart_add_at"])
     deadline = last_add + pd.Timedelta(minutes=ABANDONMENT_MINUTES)
     after = (purchases["event_time"] >= last_add) & (purchases["event_time"] <= deadline)
@@ -127,10 +126,14 @@ def merge_sessions(stored: list[dict], pieces: list[dict], gap: timedelta = SESS
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in stored:
         groups[row["session_id"]].append({**row, "changed": False})
-    for row in pieces:
-        groups[row["session_id"]].append({**row, "changed": True})
-    stored_keys = {(r["session_id"], r["session_start"]) for r in stored}
+    pieces_per_id = Counter(row["session_id"] for row in pieces)
     upserts: list[dict] = []
+    for row in pieces:
+        if pieces_per_id[row["session_id"]] == 1 and row["session_id"] not in groups:
+            upserts.append(_finish(row))  # a new session seen once: nothing to merge
+        else:
+            groups[row["session_id"]].append({**row, "changed": True})
+    stored_keys = {(r["session_id"], r["session_start"]) for r in stored}
     kept: set[tuple[str, datetime]] = set()
     for rows in groups.values():
         rows.sort(key=lambda r: r["session_start"])

@@ -113,7 +113,7 @@ def test_accepted_events_are_typed_exactly() -> None:
     event = transaction(total="39.98", items=[line(unit_price="19.99", quantity=2)],
                         time="2026-03-01T23:59:59.123456+01:00")
     (row,) = accepted(validate(topic_batch("transactions", [event])),
-                      "transactions").to_dict("records")
+                      "transactions").to_pylist()
     assert row["total_amount"] == Decimal("39.98")
     assert row["items"][0]["unit_price"] == Decimal("19.99")
     assert row["event_id"] == event["event_id"]
@@ -231,7 +231,7 @@ def test_duplicates_in_a_batch_are_kept_once_per_topic_and_invalid_ones_dropped(
                        strict=True))
     assert found == [("product_views", sale["event_id"], T0, None),
                      ("transactions", sale["event_id"], T0, None)]
-    assert list(accepted(frame, "transactions")["kafka_offset"]) == [rows[0][2]]  # the first
+    assert accepted(frame, "transactions")["kafka_offset"].to_pylist() == [rows[0][2]]  # first
 
 
 def test_on_time_drops_events_before_the_watermark() -> None:
@@ -240,7 +240,7 @@ def test_on_time_drops_events_before_the_watermark() -> None:
     frame = _transactions(events)
     assert len(on_time(frame, None)) == 3
     kept = accepted(on_time(frame, T0), "transactions")
-    assert list(kept["transaction_id"]) == ["edge", "later"]
+    assert kept["transaction_id"].to_pylist() == ["edge", "later"]
 
 
 # --- inventory ----------------------------------------------------------------------------------

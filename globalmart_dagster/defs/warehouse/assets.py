@@ -32,9 +32,9 @@ def read_raw_days(spark: SparkSession, lake: LakeResource, topic: str,
                   days: list[date]) -> DataFrame:
     """Some days of a topic's raw layer (empty, with the right schema, when none is there).
 
-    The topic's root is read (not the days' directories) so that Spark honours the streaming
-    file sink's ``_spark_metadata`` log and sees committed files only; the filter on the
-    partition column prunes the other days."""
+    The streaming app writes each file under a hidden name (leading dot, which Spark skips) and
+    renames it into place, so only complete files are read; the topic's root is read with a
+    filter on the partition column, which prunes the other days."""
     from streaming.schemas import raw_schema
 
     schema = raw_schema(topic)
