@@ -1,23 +1,17 @@
-"""The streaming application: wiring of the Kafka source and the sinks.
+"""The streaming application: wiring of the Kafka source, the realtime query and the raw layer.
 
-Two queries read the four input topics, each with its checkpoint under
-``<checkpoints>/<name>``:
+One query, ``realtime``, reads the four input topics every ``trigger_interval`` (checkpoint
+under ``<checkpoints>/realtime``). Each micro-batch is one Spark job: the Kafka source's
+partitions are read in parallel and collected to the driver as one Arrow table, where the batch
+is validated once, de-duplicated against ``stream_state.seen_events`` and aggregated with pandas
+(``streaming.transforms``); dead letters, sales and order metrics, anomalies, stock, alerts,
+sessions and the batch's raw-layer rows (buffered in ``stream_state.raw_buffer``) are committed
+in one PostgreSQL transaction. No shuffle and no Spark state store runs per batch: at this
+product's event rates the fixed cost of Spark stages, not the data, dominated.
 
-==========  ====================  ============================================================
-query       trigger               writes
-==========  ====================  ============================================================
-realtime    ``trigger_interval``  dead letters, sales/order metrics, anomalies, stock, alerts,
-                                  session_metrics, cart_abandonment
-raw         ``raw_trigger_...``   the Parquet raw layer (fewer, larger files)
-==========  ====================  ============================================================
-
-Each micro-batch is one Spark job: the Kafka source's partitions are read in parallel and
-collected to the driver as one Arrow table, where the batch is validated once, de-duplicated
-against ``stream_state.seen_events`` and aggregated with pandas (``streaming.transforms``),
-then committed in one PostgreSQL transaction. No shuffle and no Spark state store runs per
-batch: at this product's event rates the fixed cost of Spark stages, not the data, dominated.
-The raw query runs in its own scheduler pool so its rarer, larger batches share the cores
-fairly with the realtime query.
+Every ``raw_flush_interval``, and when the application stops, :class:`streaming.sinks.RawLayer`
+writes the buffered rows to the Parquet raw layer (one file per topic and day), so the lake
+gets few, large files while the real-time tables stay fresh.
 """
 
 from __future__ import annotations
@@ -41,16 +35,13 @@ from streaming.config import StreamingSettings
 from streaming.metrics import PipelineMetricsListener, QuerySnapshot
 from streaming.notifier import build_notifier
 from streaming.schemas import raw_path
-from streaming.sinks import BatchStats, Postgres, RawLayerSink, RealtimeSink, TopicWriter
+from streaming.sinks import BatchStats, Postgres, RawLayer, RealtimeSink, TopicWriter
 
 log = logging.getLogger(__name__)
 
 # Python workers of a busy machine can take longer than the default 15 s to connect back.
-# FAIR scheduling shares the cores between the realtime query's pool and the others'.
-SPARK_CONF = {"spark.python.authenticate.socketTimeout": "120s",
-              "spark.scheduler.mode": "FAIR"}
+SPARK_CONF = {"spark.python.authenticate.socketTimeout": "120s"}
 REALTIME_QUERY = "realtime"
-RAW_QUERY = "raw"
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -129,56 +120,50 @@ def check_checkpoint(db_url: str, lake: str, query_name: str, checkpoint: str) -
         raise CheckpointError(
             f"query {query_name} committed batches up to {last} in PostgreSQL but its "
             f"checkpoint {checkpoint} is gone; {remedy}")
-    if query_name == RAW_QUERY:
-        for topic in INPUT_TOPICS:
-            root = _local(raw_path(lake, topic))
-            if root is not None and any(root.glob("event_date=*/part-*.parquet")):
-                raise CheckpointError(
-                    f"the raw layer {raw_path(lake, topic)} was written by a query whose "
-                    f"checkpoint {checkpoint} is gone; restore the checkpoint, or move that raw "
-                    "layer away to rebuild it from Kafka")
+    for topic in INPUT_TOPICS:
+        root = _local(raw_path(lake, topic))
+        if root is not None and any(root.glob("event_date=*/part-*.parquet")):
+            raise CheckpointError(
+                f"the raw layer {raw_path(lake, topic)} was written by a query whose "
+                f"checkpoint {checkpoint} is gone; restore the checkpoint, or move that raw "
+                "layer away to rebuild it from Kafka")
 
 
 def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
     """Every query of the application, by name, as a function building its writer."""
     s, bootstrap = w.settings, w.platform.bootstrap_servers
-    lateness = parse_duration(s.watermark)
+    sink = RealtimeSink(REALTIME_QUERY, Postgres(w.platform.db_url), w.writer,
+                        build_notifier(s.alert_webhook_url), w.stats, parse_duration(s.watermark),
+                        s.critical_anomaly_score)
 
-    def writer(name: str, sink) -> Callable[[], DataStreamWriter]:
-        def build() -> DataStreamWriter:
-            checkpoint = f"{w.checkpoints}/{name}"
-            check_checkpoint(w.platform.db_url, w.platform.lake, name, checkpoint)
-            records = read_topics(w.spark, s, bootstrap, tuple(INPUT_TOPICS))
-            return (records.writeStream.queryName(name).outputMode("append")
-                    .foreachBatch(sink).option("checkpointLocation", checkpoint))
-        return build
+    def build() -> DataStreamWriter:
+        checkpoint = f"{w.checkpoints}/{REALTIME_QUERY}"
+        check_checkpoint(w.platform.db_url, w.platform.lake, REALTIME_QUERY, checkpoint)
+        records = read_topics(w.spark, s, bootstrap, tuple(INPUT_TOPICS))
+        return (records.writeStream.queryName(REALTIME_QUERY).outputMode("append")
+                .foreachBatch(sink).option("checkpointLocation", checkpoint))
 
-    realtime = RealtimeSink(REALTIME_QUERY, Postgres(w.platform.db_url), w.writer,
-                            build_notifier(s.alert_webhook_url), w.stats, lateness,
-                            s.critical_anomaly_score)
-    raw = RawLayerSink(RAW_QUERY, Postgres(w.platform.db_url), w.platform.lake, w.stats,
-                       lateness)
-    return {REALTIME_QUERY: writer(REALTIME_QUERY, realtime), RAW_QUERY: writer(RAW_QUERY, raw)}
+    return {REALTIME_QUERY: build}
 
 
-def start_query(w: Wiring, name: str, build: Callable[[], DataStreamWriter],
+def start_query(w: Wiring, build: Callable[[], DataStreamWriter],
                 available_now: bool) -> StreamingQuery:
-    """Start query ``name`` with its trigger (or available-now) in its scheduler pool: the
-    realtime query every ``trigger_interval`` in pool ``realtime``, the others every
-    ``raw_trigger_interval`` in pool ``background``."""
-    realtime = name == REALTIME_QUERY
+    """Start a query every ``trigger_interval`` (or once over what is available now)."""
     writer = build()
     if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=w.settings.trigger_interval if realtime
-                                else w.settings.raw_trigger_interval)
-    context = w.spark.sparkContext
-    context.setLocalProperty("spark.scheduler.pool", "realtime" if realtime else "background")
+        return writer.trigger(availableNow=True).start()
+    return writer.trigger(processingTime=w.settings.trigger_interval).start()
+
+
+def flush_raw_layer(raw: RawLayer, echo: Callable[[str], None]) -> bool:
+    """Flush the raw layer; a failure is reported and left for the next flush (the buffer
+    keeps the rows). Returns whether it succeeded."""
     try:
-        return writer.start()
-    finally:
-        context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]
+        raw.flush()
+    except Exception as exc:  # noqa: BLE001 - the stream goes on; the rows stay buffered
+        echo(f"stream: raw-layer flush failed, retrying at the next one: {exc}")
+        return False
+    return True
 
 
 def progress_line(snapshots: dict[str, QuerySnapshot]) -> str:
@@ -207,15 +192,18 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
     listener = PipelineMetricsListener(platform.db_url, platform.bootstrap_servers, stats.pop)
     spark.streams.addListener(listener)
     wiring = Wiring(spark, settings, platform, stats, TopicWriter(platform.bootstrap_servers))
+    raw = RawLayer(platform.db_url, platform.lake)
     builders = define_queries(wiring)
     running: dict[str, StreamingQuery] = {}
     restarts: dict[str, int] = dict.fromkeys(builders, 0)
     status = 0
     try:
         for name, build in builders.items():
-            running[name] = start_query(wiring, name, build, available_now)
+            running[name] = start_query(wiring, build, available_now)
         echo(f"stream: {len(running)} queries running, checkpoints under {wiring.checkpoints}")
         next_line = time.monotonic() + settings.progress_interval_seconds
+        flush_every = parse_duration(settings.raw_flush_interval).total_seconds()
+        next_flush = time.monotonic() + flush_every
         while not stop.is_set():
             for name, query in list(running.items()):
                 if query.isActive or query.exception() is None:
@@ -229,12 +217,15 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
                     break
                 echo(f"stream: query {name} failed, restarting it from its checkpoint "
                      f"({restarts[name]}/{settings.max_query_restarts}): {query.exception()}")
-                running[name] = start_query(wiring, name, builders[name], available_now)
+                running[name] = start_query(wiring, builders[name], available_now)
             if stop.is_set():
                 break
             if available_now and not any(q.isActive for q in running.values()):
                 echo("stream: caught up")
                 break
+            if time.monotonic() >= next_flush:
+                flush_raw_layer(raw, echo)
+                next_flush = time.monotonic() + flush_every
             if time.monotonic() >= next_line:
                 echo(progress_line(listener.snapshots))
                 next_line += settings.progress_interval_seconds
@@ -250,6 +241,9 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
         spark.streams.removeListener(listener)
         listener.close()
         wiring.writer.close()
+        if not flush_raw_layer(raw, echo):
+            status = 1
+        raw.close()
     echo(f"stream: stopped (status {status})")
     return status
 

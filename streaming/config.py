@@ -27,10 +27,10 @@ class StreamingSettings(BaseSettings):
     master: str = Field(default="local[*]", description="Spark master URL.")
     trigger_interval: str = Field(default="1 second",
                                   description="Processing-time trigger of the realtime query.")
-    raw_trigger_interval: str = Field(
+    raw_flush_interval: str = Field(
         default="10 seconds",
-        description="Processing-time trigger of the raw-layer query (larger batches, fewer and "
-                    "larger Parquet files; the realtime tables do not wait for it).")
+        description="How often the raw-layer rows the realtime query buffered are written to "
+                    "Parquet (fewer, larger files; the realtime tables do not wait for it).")
     watermark: str = Field(default="10 minutes",
                            description="How late an event may arrive (dedup, windows, sessions).")
     starting_offsets: Literal["earliest", "latest"] = Field(

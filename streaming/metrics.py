@@ -29,6 +29,7 @@ METRIC_COLUMNS = ["query_name", "batch_id", "topic", "processed_at", "input_rows
                   "lag_records", "rows_written", "max_event_time"]
 
 EndOffsets = Mapping[tuple[str, int], int]
+RAW_QUERY = "raw"  # the name the raw-layer flush records its rows under
 
 
 def _offsets(value: Any) -> dict[tuple[str, int], int]:
@@ -201,12 +202,7 @@ class PipelineMetricsListener(StreamingQueryListener):
 
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = connect(self.db_url, autocommit=True)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in METRIC_COLUMNS[3:])
-        self._conn.cursor().executemany(
-            f"INSERT INTO public.pipeline_metrics ({', '.join(METRIC_COLUMNS)}) "
-            f"VALUES ({', '.join(['%s'] * len(METRIC_COLUMNS))}) "
-            f"ON CONFLICT (query_name, batch_id, topic) DO UPDATE SET {updates}",
-            [[row[c] for c in METRIC_COLUMNS] for row in rows])
+        write_metrics(self._conn, rows)
 
     def close(self) -> None:
         """Release the broker probe and the database connection."""
@@ -214,3 +210,13 @@ class PipelineMetricsListener(StreamingQueryListener):
             self._probe.close()
             if self._conn is not None:
                 self._conn.close()
+
+
+def write_metrics(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Upsert ``pipeline_metrics`` rows (by query, batch and topic) on a psycopg connection."""
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in METRIC_COLUMNS[3:])
+    conn.cursor().executemany(
+        f"INSERT INTO public.pipeline_metrics ({', '.join(METRIC_COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(METRIC_COLUMNS))}) "
+        f"ON CONFLICT (query_name, batch_id, topic) DO UPDATE SET {updates}",
+        [[row[c] for c in METRIC_COLUMNS] for row in rows])

@@ -6,8 +6,9 @@ skipped, so additive writes (sales sums, stock counters, merged sessions) never 
 De-duplication state (``stream_state.seen_events``) and the watermark
 (``stream_state.query_progress``) change in that same transaction. Messages for Kafka topics
 are produced and flushed before the transaction commits, with deterministic ids, so a replay
-may repeat a message but never loses one. Raw-layer Parquet files are named by batch id and
-renamed into place before the commit, so a replay rewrites the same files.
+may repeat a message but never loses one. A batch's raw-layer rows are buffered in that same
+transaction; the raw-layer flush writes them to Parquet files named by the range of batches
+they hold and deletes them from the buffer in its own transaction.
 
 Rows reach PostgreSQL through ``COPY`` into a temporary table, then ``INSERT ... ON CONFLICT``.
 """
@@ -18,9 +19,10 @@ import logging
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -35,6 +37,7 @@ from pyarrow import fs as pa_fs
 from pyspark.sql import DataFrame
 
 from globalmart.contracts import ALERTS_TOPIC, DEAD_LETTER_TOPIC, INPUT_TOPICS, Alert, DeadLetter
+from streaming.metrics import RAW_QUERY, write_metrics
 from streaming.notifier import Notifier
 from streaming.schemas import raw_path
 from streaming.transforms.anomalies import (
@@ -627,8 +630,8 @@ class RealtimeSink:
     """foreachBatch of the realtime query over the four input topics. A batch's records are
     collected once, validated once (rejects to the ``dead_letter`` topic and table),
     de-duplicated by (topic, event_id) within the watermark, and turned into sales and order
-    metrics, anomalies, stock, alerts and sessions, all committed in one PostgreSQL
-    transaction."""
+    metrics, anomalies, stock, alerts, sessions and buffered raw-layer rows, all committed in
+    one PostgreSQL transaction."""
 
     def __init__(self, query_name: str, postgres: Postgres, writer: TopicWriter | None,
                  notifier: Notifier, stats: BatchStats, lateness: timedelta,
@@ -657,7 +660,8 @@ class RealtimeSink:
                     self.writer.send_all(DEAD_LETTER_TOPIC,
                                          ((d.topic, d.model_dump_json()) for d in letters))
                 write_dead_letters(conn, letters)
-            result.rows = len(letters) + self.write_events(conn, events, batch_id, alerts)
+            result.rows = (len(letters) + self.write_events(conn, events, batch_id, alerts)
+                           + buffer_raw(conn, events, batch_id))
             if self.writer is not None:
                 publish_alerts(self.writer, alerts)
             outcome.append(result)
@@ -706,62 +710,109 @@ class RealtimeSink:
 
 # --- Raw layer --------------------------------------------------------------------------------
 
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def buffer_raw(conn: psycopg.Connection, events: pd.DataFrame, batch_id: int) -> int:
+    """Add the accepted ``events`` of batch ``batch_id`` to ``stream_state.raw_buffer`` (one
+    Arrow blob per topic and event date), in the batch's transaction; :class:`RawLayer` turns
+    them into Parquet. Returns the events buffered."""
+    rows = []
+    for topic in INPUT_TOPICS:
+        table = accepted(events, topic)
+        for day in sorted(table["event_date"].unique().to_pylist()):
+            part = table.filter(pc.equal(table["event_date"], day)).drop_columns("event_date")
+            rows.append((batch_id, topic, day, part.num_rows,
+                         pc.max(part["event_time"]).as_py(), _ipc(part)))
+    if rows:
+        conn.cursor().executemany(
+            "INSERT INTO stream_state.raw_buffer (batch_id, topic, event_date, row_count, "
+            "max_event_time, data) VALUES (%s, %s, %s, %s, %s, %s)", rows)
+    return sum(row[3] for row in rows)
+
+
 def _filesystem(path: str) -> tuple[pa_fs.FileSystem, str]:
     if "://" in path and not path.startswith("file://"):
         return pa_fs.FileSystem.from_uri(path)
     return pa_fs.LocalFileSystem(), path.removeprefix("file://")
 
 
-def write_raw_files(lake: str, events: pd.DataFrame, batch_id: int) -> int:
-    """Write the accepted ``events`` of batch ``batch_id`` as Parquet under
-    ``<lake>/raw/<topic>/event_date=YYYY-MM-DD/part-<batch_id>.parquet``; each file is written
-    under a hidden name and renamed into place, so readers never see a partial file and a
-    replayed batch replaces its own files. Returns the events written."""
-    written = 0
-    for topic in INPUT_TOPICS:
-        table = accepted(events, topic)
-        if not table.num_rows:
-            continue
-        fs, root = _filesystem(raw_path(lake, topic))
-        for day in sorted(table["event_date"].unique().to_pylist()):
-            rows = table.filter(pc.equal(table["event_date"], day)).drop_columns("event_date")
-            directory = f"{root}/event_date={day.isoformat()}"
-            fs.create_dir(directory, recursive=True)
-            name = f"part-{batch_id:010d}.parquet"
-            pq.write_table(rows, f"{directory}/.{name}.tmp", filesystem=fs)
-            fs.move(f"{directory}/.{name}.tmp", f"{directory}/{name}")
-            written += rows.num_rows
-    return written
+def _first_batch(name: str) -> int | None:
+    """The first batch id in a raw file name ``part-<first>-<last>.parquet``."""
+    parts = name.removesuffix(".parquet").split("-")
+    return int(parts[1]) if len(parts) == 3 and parts[0] == "part" and parts[1].isdigit() \
+        else None
 
 
-class RawLayerSink:
-    """foreachBatch of the raw-layer query over the four input topics: valid events, each
-    (topic, event_id) once within the watermark, to the Parquet raw layer the warehouse reads,
-    exactly once per batch (files named by batch id, committed with the batch's row in
-    ``stream_state.batch_commits``)."""
+def write_raw_file(lake: str, topic: str, day: date, first: int, last: int,
+                   table: pa.Table) -> str:
+    """Write one raw-layer file, ``<lake>/raw/<topic>/event_date=<day>/part-<first>-<last>
+    .parquet``, under a hidden name renamed into place (readers never see a partial file).
+    Files of the directory that start at or after ``first`` are left from a flush that did not
+    commit (their rows are still buffered, so they are in ``table`` too) and are removed."""
+    fs, root = _filesystem(raw_path(lake, topic))
+    directory = f"{root}/event_date={day.isoformat()}"
+    fs.create_dir(directory, recursive=True)
+    for info in fs.get_file_info(pa_fs.FileSelector(directory)):
+        start = _first_batch(info.base_name)
+        if start is not None and start >= first:
+            fs.delete_file(info.path)
+    name = f"part-{first:010d}-{last:010d}.parquet"
+    pq.write_table(table, f"{directory}/.{name}.tmp", filesystem=fs)
+    fs.move(f"{directory}/.{name}.tmp", f"{directory}/{name}")
+    return f"{directory}/{name}"
 
-    def __init__(self, query_name: str, postgres: Postgres, lake: str, stats: BatchStats,
-                 lateness: timedelta) -> None:
-        self.query_name, self.postgres, self.lake, self.stats, self.lateness = (
-            query_name, postgres, lake, stats, lateness)
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        self.process(collect_records(batch), batch_id)
+class RawLayer:
+    """The Parquet raw layer the warehouse reads: :meth:`flush` moves what the realtime query
+    buffered into one file per topic and day, exactly once (the files are named by the range
+    of batches they hold and the buffer rows are deleted in the same transaction), and records
+    a ``pipeline_metrics`` row per topic under the query name ``raw``."""
 
-    def process(self, records: pa.Table, batch_id: int) -> BatchResult:
-        """Validate, de-duplicate and land one batch of Kafka records."""
-        validated = validate(records)
-        outcome: list[BatchResult] = []
+    def __init__(self, db_url: str, lake: str) -> None:
+        self.postgres, self.lake = Postgres(db_url), lake
+
+    def flush(self) -> dict[str, int]:
+        """Write what is buffered; return the events written per topic."""
+        started = time.monotonic()
+        written: dict[str, int] = {}
 
         def work(conn: psycopg.Connection) -> None:
-            outcome.clear()
-            events, result = accept_batch(conn, self.query_name, validated, self.lateness)
-            result.rows = write_raw_files(self.lake, events, batch_id)
-            if result.max_event_time:
-                advance_progress(conn, self.query_name, max(result.max_event_time.values()))
-            outcome.append(result)
+            written.clear()
+            buffered = conn.execute(
+                "SELECT batch_id, topic, event_date, row_count, max_event_time, data "
+                "FROM stream_state.raw_buffer ORDER BY batch_id, topic, event_date "
+                "FOR UPDATE").fetchall()
+            if not buffered:
+                return
+            first, last = buffered[0][0], buffered[-1][0]
+            blobs: dict[tuple[str, date], list[bytes]] = defaultdict(list)
+            newest: dict[str, datetime] = {}
+            for _, topic, day, count, max_time, data in buffered:
+                blobs[(topic, day)].append(data)
+                written[topic] = written.get(topic, 0) + count
+                newest[topic] = max(newest.get(topic, max_time), max_time)
+            for (topic, day), parts in blobs.items():
+                table = pa.concat_tables(pa.ipc.open_stream(p).read_all() for p in parts)
+                write_raw_file(self.lake, topic, day, first, last, table)
+            conn.execute("DELETE FROM stream_state.raw_buffer WHERE batch_id <= %s", (last,))
+            elapsed = max(time.monotonic() - started, 1e-3)
+            write_metrics(conn, [{
+                "query_name": RAW_QUERY, "batch_id": last, "topic": topic,
+                "processed_at": datetime.now(UTC), "input_rows": count,
+                "input_rows_per_second": 0.0, "processed_rows_per_second": count / elapsed,
+                "batch_duration_ms": int(elapsed * 1000), "lag_records": 0,
+                "rows_written": count, "max_event_time": newest[topic]}
+                for topic, count in sorted(written.items())])
 
-        self.postgres.run_batch(self.query_name, batch_id, work)
-        result = outcome[0] if outcome else BatchResult()
-        self.stats.record(self.query_name, batch_id, result)
-        return result
+        self.postgres.run(work)
+        return written
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.postgres.close()

@@ -23,7 +23,7 @@ from streaming.schemas import raw_arrow_schema
 from streaming.sinks import (
     BatchStats,
     Postgres,
-    RawLayerSink,
+    RawLayer,
     RealtimeSink,
     TopicWriter,
     detect_rapid_fire,
@@ -276,35 +276,61 @@ def _raw_files(lake: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
-def test_raw_layer_lands_each_event_once_per_batch(postgres, tmp_path) -> None:
-    raw = RawLayerSink("raw", postgres, str(tmp_path), BatchStats(), LATENESS)
+def test_raw_layer_lands_each_event_once(sink, db, tmp_path) -> None:
+    raw = RawLayer(db, str(tmp_path))
     sale = transaction(total="39.98", items=[line(unit_price="19.99", quantity=2)],
                        time="2026-03-01T23:58:00Z")
     night = transaction(time="2026-03-01T23:02:00-01:00")  # 2 March in UTC
-    glance = view()
+    glance = view(time="2026-03-01T23:59:00Z")
     rows = [record("transactions", sale), record("transactions", sale),
             record("transactions", night), record("product_views", glance),
             record("transactions", "{broken")]
-    assert raw.process(records(rows), 7).rows == 3
+    sink.process(records(rows), 7)
+    assert _raw_files(tmp_path) == {}  # buffered until the flush
+    sink.process(records(rows), 7)  # a replay of batch 7
+    sink.process(records([record("transactions", sale)]), 8)  # a resend, on time
+    assert raw.flush() == {"transactions": 2, "product_views": 1}
     files = _raw_files(tmp_path)
-    assert sorted(files) == ["raw/product_views/event_date=2026-03-01/part-0000000007.parquet",
-                             "raw/transactions/event_date=2026-03-01/part-0000000007.parquet",
-                             "raw/transactions/event_date=2026-03-02/part-0000000007.parquet"]
-    day = pq.read_table(tmp_path / "raw/transactions/event_date=2026-03-01/part-0000000007.parquet")
+    name = "part-0000000007-0000000007.parquet"
+    assert sorted(files) == [f"raw/product_views/event_date=2026-03-01/{name}",
+                             f"raw/transactions/event_date=2026-03-01/{name}",
+                             f"raw/transactions/event_date=2026-03-02/{name}"]
+    day = pq.read_table(tmp_path / f"raw/transactions/event_date=2026-03-01/{name}")
     assert day.schema.equals(raw_arrow_schema("transactions"))
     (landed,) = day.to_pylist()
     assert (landed["event_id"], landed["kafka_offset"]) == (sale["event_id"], rows[0][2])
     assert landed["total_amount"] == Decimal("39.98")
     assert landed["event_time"] == datetime(2026, 3, 1, 23, 58, tzinfo=UTC)
     assert landed["items"][0]["unit_price"] == Decimal("19.99")
-    (next_day,) = pq.read_table(tmp_path / "raw/transactions/event_date=2026-03-02/"
-                                           "part-0000000007.parquet").to_pylist()
+    (next_day,) = pq.read_table(tmp_path / f"raw/transactions/event_date=2026-03-02/"
+                                           f"{name}").to_pylist()
     assert next_day["event_id"] == night["event_id"]
-    views = pq.read_table(tmp_path / "raw/product_views/event_date=2026-03-01/"
-                                     "part-0000000007.parquet")
+    views = pq.read_table(tmp_path / f"raw/product_views/event_date=2026-03-01/{name}")
     assert views.schema.equals(raw_arrow_schema("product_views"))
     assert views.column("event_id").to_pylist() == [glance["event_id"]]
-
-    assert raw.process(records(rows), 7).rows == 0  # a replay of batch 7
-    assert raw.process(records([record("transactions", sale)]), 8).rows == 0  # a resend, on time
+    assert _query(db, "SELECT count(*) FROM stream_state.raw_buffer") == [(0,)]
+    assert raw.flush() == {}  # nothing new: no file
     assert _raw_files(tmp_path) == files
+    assert _query(db, "SELECT topic, input_rows, max_event_time FROM pipeline_metrics "
+                      "WHERE query_name = 'raw' ORDER BY topic") == [
+        ("product_views", 1, datetime(2026, 3, 1, 23, 59, tzinfo=UTC)),
+        ("transactions", 2, datetime(2026, 3, 2, 0, 2, tzinfo=UTC))]
+    raw.close()
+
+
+def test_a_flush_that_did_not_commit_leaves_no_duplicate(sink, db, tmp_path) -> None:
+    raw = RawLayer(db, str(tmp_path))
+    first, second = transaction(time=at(1), txid="first"), transaction(time=at(2), txid="second")
+    sink.process(records([record("transactions", first)]), 3)
+    assert raw.flush() == {"transactions": 1}
+    sink.process(records([record("transactions", second)]), 4)
+    day = tmp_path / "raw" / "transactions" / "event_date=2026-03-01"
+    # a flush that wrote its file and died before its commit
+    (day / "part-0000000004-0000000004.parquet").write_bytes(b"not committed")
+    sink.process(records([record("transactions", transaction(time=at(3), txid="third"))]), 5)
+    assert raw.flush() == {"transactions": 2}
+    assert sorted(p.name for p in day.iterdir()) == ["part-0000000003-0000000003.parquet",
+                                                    "part-0000000004-0000000005.parquet"]
+    landed = pq.read_table(day).column("transaction_id").to_pylist()
+    assert sorted(landed) == ["first", "second", "third"]
+    raw.close()
