@@ -1,9 +1,15 @@
-"""Benchmark of the whole streaming application (all queries) on this machine.
+"""Benchmark of the whole streaming application (realtime query and raw-layer flushes) on
+this machine.
 
-1. Throughput: a backlog of ``--backlog`` events (a realistic mix over the four input topics,
-   event times spread over the last minutes) is drained with ``--available-now``; events per
-   second = backlog / wall time from the start of the queries until every query caught up.
-2. Latency at ``--rate`` events/s: the application runs continuously while events are produced
+1. Throughput: a backlog of ``--backlog`` events (a mix over the four input topics, event
+   times spread over the last minutes) is drained with ``--available-now``; events per second =
+   backlog / wall time from the start of the query until it caught up and the raw layer was
+   flushed.
+2. Sustained rate: for each rate of ``--sustain`` (events/s), events are produced at that rate
+   for ``--sustain-seconds`` while the application runs; the lag behind the log end is sampled
+   every second. A rate is sustained when the lag in the second half of the run is no larger
+   than in the first half (it does not grow) and the application catches up right after.
+3. Latency at ``--rate`` events/s: the application runs continuously while events are produced
    at that rate; one transaction in 20 is high value, and the benchmark polls
    ``transaction_anomalies`` every 20 ms: latency = first seen in the table − event_time.
 
@@ -38,7 +44,7 @@ from streaming.config import StreamingSettings
 from streaming.session import build_spark_session
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-QUERIES = 2  # realtime, raw
+QUERIES = 2  # names in pipeline_metrics once warm: the realtime query and the raw-layer flush
 CATEGORIES = ["Electronics", "Books", "Clothing", "Home & Garden", "Sports"]
 COUNTRIES = ["USA", "UK", "Canada", "Germany", "France"]
 
@@ -107,6 +113,104 @@ def measure_throughput(spark, platform: PlatformSettings, backlog: int) -> float
     return backlog / (time.monotonic() - started)
 
 
+class Producing:
+    """Produces the event mix at ``rate`` events/s from a thread until stopped."""
+
+    def __init__(self, bootstrap: str, rate: float, high_value_every: int = 0) -> None:
+        self.rate, self.high_value_every = rate, high_value_every
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
+                                  "queue.buffering.max.messages": 1_000_000})
+        self.sent: dict[str, datetime] = {}
+        self.count = 0
+        self.record_high = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        rng = random.Random(2)
+        next_at = time.monotonic()
+        while not self.stop.is_set():
+            now = datetime.now(UTC)
+            high = bool(self.high_value_every) and self.count % self.high_value_every == 0
+            topic, key, value = make_event(rng, now, high_value=high)
+            if high and self.record_high.is_set():
+                self.sent[json.loads(value)["transaction_id"]] = now
+            while True:
+                try:
+                    self.producer.produce(topic, key=key.encode(), value=value)
+                    break
+                except BufferError:
+                    self.producer.poll(0.01)
+            self.producer.poll(0)
+            self.count += 1
+            next_at += 1.0 / self.rate  # the rate may change while producing
+            pause = next_at - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        self.producer.flush(60)
+
+    def start(self) -> Producing:
+        self.thread.start()
+        return self
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def realtime_lag(conn) -> int:
+    """Records the realtime query is behind the log end, from its latest batch per topic."""
+    row = conn.execute(
+        "SELECT coalesce(sum(lag_records), 0) FROM (SELECT DISTINCT ON (topic) lag_records "
+        "FROM pipeline_metrics WHERE query_name = 'realtime' "
+        "ORDER BY topic, batch_id DESC) latest").fetchone()
+    return int(row[0])
+
+
+def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: float
+                      ) -> tuple[float, int, int, float | None]:
+    """Produce at ``rate`` for ``seconds`` while the application runs. Returns the rate
+    actually produced, the mean lag of the first and of the second half of the run, and the
+    seconds needed to catch up after the end (None if not within 120 s)."""
+    settings = StreamingSettings(trigger_interval="1 second", starting_offsets="latest",
+                                 checkpoint_root=f"{platform.lake}/checkpoints-{rate:g}")
+    stop = threading.Event()
+    app = threading.Thread(target=serve, args=(spark, settings, platform, stop), daemon=True)
+    app.start()
+    producing = Producing(platform.bootstrap_servers, 100).start()  # warm-up trickle
+    with psycopg.connect(platform.db_url, autocommit=True) as conn:
+        deadline = time.monotonic() + 300
+        while not conn.execute("SELECT count(*) FROM stream_state.batch_commits "
+                               "WHERE query_name = 'realtime'").fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the application did not process a batch within 300 s")
+            time.sleep(0.2)
+        producing.rate = rate
+        produced_before, started = producing.count, time.monotonic()
+        samples: list[tuple[float, int]] = []
+        while time.monotonic() - started < seconds:
+            time.sleep(1)
+            samples.append((time.monotonic() - started, realtime_lag(conn)))
+        producing.finish()
+        produced_rate = (producing.count - produced_before) / (time.monotonic() - started)
+        ended = time.monotonic()
+        caught_up = None
+        while time.monotonic() - ended < 120:
+            if realtime_lag(conn) == 0 and conn.execute(
+                    "SELECT max(processed_at) > now() - interval '2 seconds' "
+                    "FROM pipeline_metrics WHERE query_name = 'realtime'").fetchone()[0]:
+                caught_up = time.monotonic() - ended
+                break
+            time.sleep(0.5)
+    stop.set()
+    app.join(120)
+    half = seconds / 2
+    first = [lag for t, lag in samples if t <= half] or [0]
+    second = [lag for t, lag in samples if t > half] or [0]
+    return (produced_rate, int(statistics.mean(first)), int(statistics.mean(second)),
+            caught_up)
+
+
 def measure_latency(spark, platform: PlatformSettings, rate: float, seconds: float
                     ) -> list[float]:
     """Latencies (s) of high-value transactions, event time → visible in PostgreSQL."""
@@ -115,67 +219,50 @@ def measure_latency(spark, platform: PlatformSettings, rate: float, seconds: flo
     stop = threading.Event()
     app = threading.Thread(target=serve, args=(spark, settings, platform, stop), daemon=True)
     app.start()
-    rng = random.Random(2)
-    producer = Producer({"bootstrap.servers": platform.bootstrap_servers, "linger.ms": 5})
-    sent: dict[str, datetime] = {}
+    producing = Producing(platform.bootstrap_servers, rate, high_value_every=200).start()
     seen: dict[str, float] = {}
-    done = threading.Event()
-    warm = threading.Event()  # every query has processed a batch: stop ignoring the start
-
-    def poll() -> None:
-        with psycopg.connect(platform.db_url, autocommit=True) as conn:
-            while not done.is_set() or len(seen) < len(sent):
-                if not warm.is_set() and conn.execute(
-                        "SELECT count(DISTINCT query_name) FROM pipeline_metrics "
-                        "WHERE input_rows > 0").fetchone()[0] >= QUERIES:
-                    warm.set()
-                for (txid,) in conn.execute(
-                        "SELECT transaction_id FROM transaction_anomalies "
-                        "WHERE anomaly_type = 'high_value'").fetchall():
-                    if txid not in seen:
-                        seen[txid] = time.time()
-                if done.is_set() and time.monotonic() > give_up:
-                    break
-                time.sleep(0.02)
-
-    give_up = float("inf")
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    interval = 1.0 / rate
-    next_at = time.monotonic()
-    end = float("inf")
-    warm_by = time.monotonic() + 300
-    n = 0
-    while time.monotonic() < end:
-        if not warm.is_set() and time.monotonic() > warm_by:
-            raise RuntimeError("the queries did not all process a batch within 300 s")
-        if warm.is_set() and end == float("inf"):
-            end = time.monotonic() + seconds
-        now = datetime.now(UTC)
-        high = n % 200 == 0  # 1 in 20 transactions (transactions are 1 in 10 events)
-        topic, key, value = make_event(rng, now, high_value=high)
-        if high and warm.is_set():
-            sent[json.loads(value)["transaction_id"]] = now
-        producer.produce(topic, key=key.encode(), value=value)
-        producer.poll(0)
-        n += 1
-        next_at += interval
-        pause = next_at - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-    producer.flush(30)
-    give_up = time.monotonic() + 30
-    done.set()
-    poller.join()
+    with psycopg.connect(platform.db_url, autocommit=True) as conn:
+        warm_by = time.monotonic() + 300
+        while conn.execute("SELECT count(DISTINCT query_name) FROM pipeline_metrics "
+                           "WHERE input_rows > 0").fetchone()[0] < QUERIES:
+            if time.monotonic() > warm_by:
+                raise RuntimeError("the application did not warm up within 300 s")
+            time.sleep(0.2)
+        producing.record_high.set()  # count only once the application is warm
+        end = time.monotonic() + seconds
+        give_up = float("inf")
+        while time.monotonic() < give_up and (give_up == float("inf")
+                                              or len(seen) < len(producing.sent)):
+            for (txid,) in conn.execute("SELECT transaction_id FROM transaction_anomalies "
+                                        "WHERE anomaly_type = 'high_value'").fetchall():
+                seen.setdefault(txid, time.time())
+            if give_up == float("inf") and time.monotonic() >= end:
+                producing.record_high.clear()
+                give_up = time.monotonic() + 30
+            time.sleep(0.02)
+    producing.finish()
     stop.set()
     app.join(120)
+    sent = dict(producing.sent)
     return sorted(seen[t] - sent[t].timestamp() for t in sent if t in seen)
 
 
+def fresh(url: str, platform: PlatformSettings, label: str) -> PlatformSettings:
+    """The platform for a new run: the stream's state and metrics emptied, its own lake."""
+    with psycopg.connect(url) as conn:
+        conn.execute("TRUNCATE pipeline_metrics, stream_state.batch_commits, "
+                     "stream_state.seen_events, stream_state.query_progress, "
+                     "stream_state.raw_buffer")
+    return platform.model_copy(update={"lake_path": f"{platform.lake}-{label}"})
+
+
 def main() -> None:
-    """Run both measurements and print the figures."""
+    """Run the measurements and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backlog", type=int, default=200_000)
+    parser.add_argument("--sustain", default="5000,7500,10000",
+                        help="comma-separated rates (events/s) to hold; empty to skip")
+    parser.add_argument("--sustain-seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
@@ -197,19 +284,24 @@ def main() -> None:
         produce_backlog(broker.bootstrap_servers, args.backlog)
         print(f"backlog: {args.backlog:,} events produced in {time.monotonic() - started:.1f} s")
         rate = measure_throughput(spark, platform, args.backlog)
-        print(f"throughput: {rate:,.0f} events/s draining {args.backlog:,} events "
-              f"(all {QUERIES} queries, local[2])")
+        print(f"throughput: {rate:,.0f} events/s draining {args.backlog:,} events (local[2])")
         with psycopg.connect(url) as conn:
             for query_name, batches, mean_ms, rows in conn.execute(
                     "SELECT query_name, count(DISTINCT batch_id), avg(batch_duration_ms), "
                     "sum(input_rows) FROM pipeline_metrics GROUP BY 1 ORDER BY 1"):
-                print(f"  {query_name:22s} {batches:3d} batches, mean {mean_ms:7.0f} ms, "
+                print(f"  {query_name:10s} {batches:3d} batches, mean {mean_ms:7.0f} ms, "
                       f"{rows:,} rows")
-            # the latency run starts its queries afresh (new checkpoints, lake and state)
-            conn.execute("TRUNCATE pipeline_metrics, stream_state.batch_commits, "
-                         "stream_state.seen_events, stream_state.query_progress")
-        latency_platform = platform.model_copy(update={"lake_path": str(work / "lake-latency")})
-        latencies = measure_latency(spark, latency_platform, args.rate, args.seconds)
+        for target in [float(r) for r in args.sustain.split(",") if r.strip()]:
+            produced, first, second, caught_up = measure_sustained(
+                spark, fresh(url, platform, f"sustain-{target:g}"), target,
+                args.sustain_seconds)
+            held = second <= max(first, 1_000) and caught_up is not None
+            after = "no" if caught_up is None else f"in {caught_up:.1f} s"
+            print(f"sustain {target:,.0f} events/s (produced {produced:,.0f}/s for "
+                  f"{args.sustain_seconds:g} s): mean lag {first:,} then {second:,} records, "
+                  f"caught up {after} -> {'sustained' if held else 'NOT sustained'}")
+        latencies = measure_latency(spark, fresh(url, platform, "latency"), args.rate,
+                                    args.seconds)
         if latencies:
             p50 = statistics.median(latencies)
             p95 = latencies[int(0.95 * (len(latencies) - 1))]
@@ -222,7 +314,7 @@ def main() -> None:
                     "SELECT query_name, avg(batch_duration_ms), percentile_cont(0.95) WITHIN "
                     "GROUP (ORDER BY batch_duration_ms) FROM pipeline_metrics "
                     "WHERE input_rows > 0 GROUP BY 1 ORDER BY 1"):
-                print(f"  {query_name:22s} batch mean {mean_ms:6.0f} ms, p95 {p95_ms:6.0f} ms")
+                print(f"  {query_name:10s} batch mean {mean_ms:6.0f} ms, p95 {p95_ms:6.0f} ms")
     finally:
         spark.stop()
         broker.stop()
