@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import statistics
 import tempfile
@@ -29,6 +30,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from confluent_kafka import Producer
@@ -113,49 +115,62 @@ def measure_throughput(spark, platform: PlatformSettings, backlog: int) -> float
     return backlog / (time.monotonic() - started)
 
 
+def _produce(bootstrap: str, rate: Any, stop: Any, count: Any, high_value_every: int) -> None:
+    """Body of the producing process: the event mix at ``rate.value`` events/s."""
+    rng = random.Random(2)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
+                         "queue.buffering.max.messages": 1_000_000})
+    n = 0
+    next_at = time.monotonic()
+    while not stop.is_set():
+        high = bool(high_value_every) and n % high_value_every == 0
+        topic, key, value = make_event(rng, datetime.now(UTC), high_value=high)
+        while True:
+            try:
+                producer.produce(topic, key=key.encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+        n += 1
+        if n % 100 == 0:
+            count.value = n
+        next_at += 1.0 / rate.value  # the rate may change while producing
+        pause = next_at - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+    producer.flush(60)
+    count.value = n
+
+
 class Producing:
-    """Produces the event mix at ``rate`` events/s from a thread until stopped."""
+    """Produces the event mix at ``rate`` events/s from its own process (so it does not take
+    the streaming driver's interpreter lock), until finished."""
 
     def __init__(self, bootstrap: str, rate: float, high_value_every: int = 0) -> None:
-        self.rate, self.high_value_every = rate, high_value_every
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
-                                  "queue.buffering.max.messages": 1_000_000})
-        self.sent: dict[str, datetime] = {}
-        self.count = 0
-        self.record_high = threading.Event()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        context = multiprocessing.get_context("spawn")
+        self._rate, self._count = context.Value("d", rate), context.Value("q", 0)
+        self._stop = context.Event()
+        self._process = context.Process(
+            target=_produce, daemon=True,
+            args=(bootstrap, self._rate, self._stop, self._count, high_value_every))
 
-    def _run(self) -> None:
-        rng = random.Random(2)
-        next_at = time.monotonic()
-        while not self.stop.is_set():
-            now = datetime.now(UTC)
-            high = bool(self.high_value_every) and self.count % self.high_value_every == 0
-            topic, key, value = make_event(rng, now, high_value=high)
-            if high and self.record_high.is_set():
-                self.sent[json.loads(value)["transaction_id"]] = now
-            while True:
-                try:
-                    self.producer.produce(topic, key=key.encode(), value=value)
-                    break
-                except BufferError:
-                    self.producer.poll(0.01)
-            self.producer.poll(0)
-            self.count += 1
-            next_at += 1.0 / self.rate  # the rate may change while producing
-            pause = next_at - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-        self.producer.flush(60)
+    @property
+    def count(self) -> int:
+        """Events produced so far (to the nearest 100 while producing)."""
+        return int(self._count.value)
+
+    def set_rate(self, rate: float) -> None:
+        """Produce at ``rate`` events/s from now on."""
+        self._rate.value = rate
 
     def start(self) -> Producing:
-        self.thread.start()
+        self._process.start()
         return self
 
     def finish(self) -> None:
-        self.stop.set()
-        self.thread.join()
+        self._stop.set()
+        self._process.join(120)
 
 
 def realtime_lag(conn) -> int:
@@ -185,7 +200,7 @@ def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: f
             if time.monotonic() > deadline:
                 raise RuntimeError("the application did not process a batch within 300 s")
             time.sleep(0.2)
-        producing.rate = rate
+        producing.set_rate(rate)
         produced_before, started = producing.count, time.monotonic()
         samples: list[tuple[float, int]] = []
         while time.monotonic() - started < seconds:
@@ -194,11 +209,12 @@ def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: f
         producing.finish()
         produced_rate = (producing.count - produced_before) / (time.monotonic() - started)
         ended = time.monotonic()
+        ended_at = conn.execute("SELECT now()").fetchone()[0]
         caught_up = None
         while time.monotonic() - ended < 120:
             if realtime_lag(conn) == 0 and conn.execute(
-                    "SELECT max(processed_at) > now() - interval '2 seconds' "
-                    "FROM pipeline_metrics WHERE query_name = 'realtime'").fetchone()[0]:
+                    "SELECT max(processed_at) > %s FROM pipeline_metrics "
+                    "WHERE query_name = 'realtime'", (ended_at,)).fetchone()[0]:
                 caught_up = time.monotonic() - ended
                 break
             time.sleep(0.5)
@@ -213,7 +229,7 @@ def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: f
 
 def measure_latency(spark, platform: PlatformSettings, rate: float, seconds: float
                     ) -> list[float]:
-    """Latencies (s) of high-value transactions, event time → visible in PostgreSQL."""
+    """Latencies (s) of high-value transactions: first seen in PostgreSQL − event time."""
     settings = StreamingSettings(trigger_interval="1 second", starting_offsets="latest",
                                  checkpoint_root=f"{platform.lake}/checkpoints-latency")
     stop = threading.Event()
@@ -228,23 +244,25 @@ def measure_latency(spark, platform: PlatformSettings, rate: float, seconds: flo
             if time.monotonic() > warm_by:
                 raise RuntimeError("the application did not warm up within 300 s")
             time.sleep(0.2)
-        producing.record_high.set()  # count only once the application is warm
-        end = time.monotonic() + seconds
-        give_up = float("inf")
-        while time.monotonic() < give_up and (give_up == float("inf")
-                                              or len(seen) < len(producing.sent)):
-            for (txid,) in conn.execute("SELECT transaction_id FROM transaction_anomalies "
-                                        "WHERE anomaly_type = 'high_value'").fetchall():
-                seen.setdefault(txid, time.time())
-            if give_up == float("inf") and time.monotonic() >= end:
-                producing.record_high.clear()
-                give_up = time.monotonic() + 30
+        # count what is produced once the application is warm, for ``seconds``; keep polling
+        # a little longer for the last ones
+        warm = datetime.now(UTC)
+        until = warm + timedelta(seconds=seconds)
+        end = time.monotonic() + seconds + 15
+        latencies: dict[str, float] = {}
+        while time.monotonic() < end:
+            for txid, event_time in conn.execute(
+                    "SELECT transaction_id, event_time FROM transaction_anomalies "
+                    "WHERE anomaly_type = 'high_value' AND event_time BETWEEN %s AND %s",
+                    (warm, until)):
+                if txid not in seen:
+                    seen[txid] = time.time()
+                    latencies[txid] = seen[txid] - event_time.timestamp()
             time.sleep(0.02)
     producing.finish()
     stop.set()
     app.join(120)
-    sent = dict(producing.sent)
-    return sorted(seen[t] - sent[t].timestamp() for t in sent if t in seen)
+    return sorted(latencies.values())
 
 
 def fresh(url: str, platform: PlatformSettings, label: str) -> PlatformSettings:

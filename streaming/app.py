@@ -106,9 +106,18 @@ def check_checkpoint(db_url: str, lake: str, query_name: str, checkpoint: str) -
     """Refuse to start ``query_name`` from scratch when it committed batches before (its rows in
     ``stream_state.batch_commits``, or raw-layer files) but its checkpoint is gone: the new
     query's first batch ids would be taken for ones already written and skipped or overwritten.
-    (Checked on local paths; elsewhere keep checkpoints, lake and database together.)"""
+    Also refuse a raw layer with an earlier version's Spark file-sink log. (Checked on local
+    paths; elsewhere keep checkpoints, lake and database together.)"""
     from globalmart.db import connect
 
+    for topic in INPUT_TOPICS:
+        root = _local(raw_path(lake, topic))
+        if root is not None and (root / "_spark_metadata").is_dir():
+            raise CheckpointError(
+                f"the raw layer {raw_path(lake, topic)} holds a Spark file-sink log "
+                "(_spark_metadata) from an earlier version of the stream; Spark would read only "
+                "the files listed there. Move that _spark_metadata directory away (the Parquet "
+                "files stay valid)")
     if _started(checkpoint):
         return
     with connect(db_url) as conn:

@@ -623,7 +623,10 @@ class _RangeReader:
         return len(self.columns["offset"])
 
     def take(self, message: Any) -> None:
-        """Keep a record of the range; act on end-of-partition events and gaps."""
+        """Keep a record of the range; act on end-of-partition events and gaps (nothing once
+        the range is complete: later messages of the same poll are not this batch's)."""
+        if self.done:
+            return
         error, offset = message.error(), message.offset() or 0
         if error is None and offset == self.position and offset < self.end:
             _append(self.columns, message)  # the common case: the next record
@@ -639,7 +642,7 @@ class _RangeReader:
                            "broker that lost data?)")
                 self.position = self.end
             return
-        if offset < self.position or self.done:
+        if offset < self.position:
             return
         if offset >= self.end:
             self.position = self.end

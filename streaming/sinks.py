@@ -32,7 +32,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from psycopg import errors
-from psycopg.rows import dict_row
 from pyarrow import fs as pa_fs
 from pyspark.sql import DataFrame
 
@@ -508,17 +507,21 @@ def anomaly_alerts(found: Iterable[tuple], min_score: float) -> list[Alert]:
 
 # --- Sessions ---------------------------------------------------------------------------------
 
-def merge_session_rows(conn: psycopg.Connection, pieces: Sequence[dict]) -> int:
-    """Merge a batch's session pieces into ``session_metrics``; return the rows written."""
-    if not pieces:
+def merge_session_rows(conn: psycopg.Connection, pieces: pd.DataFrame) -> int:
+    """Merge a batch's session pieces (:func:`session_metrics`) into ``session_metrics``;
+    return the rows written."""
+    if pieces.empty:
         return 0
-    ids = sorted({p["session_id"] for p in pieces})
-    cursor = conn.cursor(row_factory=dict_row)
-    stored = cursor.execute(
-        f"SELECT {', '.join(SESSION_COLUMNS)} FROM public.session_metrics "
+    times = ("session_start", "session_end", "last_cart_add_at")
+    selected = [f"(extract(epoch FROM {c}) * 1000000)::bigint" if c in times else c
+                for c in SESSION_COLUMNS]  # times as microseconds: no per-value conversion
+    stored = pd.DataFrame(conn.execute(
+        f"SELECT {', '.join(selected)} FROM public.session_metrics "
         "WHERE session_id = ANY(%s) ORDER BY session_id, session_start FOR UPDATE",
-        (ids,)).fetchall()
-    upserts, merged_away = merge_sessions(stored, list(pieces))
+        (sorted(set(pieces["session_id"])),)).fetchall(), columns=SESSION_COLUMNS)
+    for column in times:
+        stored[column] = pd.to_datetime(stored[column].astype("Int64"), unit="us", utc=True)
+    upserts, merged_away = merge_sessions(stored, pieces)
     if merged_away:
         conn.cursor().executemany(
             "DELETE FROM public.session_metrics WHERE session_id = %s AND session_start = %s",
@@ -528,8 +531,7 @@ def merge_session_rows(conn: psycopg.Connection, pieces: Sequence[dict]) -> int:
                " duration_seconds float8, page_views int, cart_adds int, cart_removes int,"
                " purchases int, revenue numeric(14,2), converted boolean,"
                " last_cart_add_at timestamptz, purchased_after_last_add boolean,"
-               " purchase_times timestamptz[]",
-               pd.DataFrame(upserts, columns=SESSION_COLUMNS))
+               " purchase_times timestamptz[]", upserts)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in SESSION_COLUMNS[1:] if c != "session_start")
     conn.execute(f"""
         INSERT INTO public.session_metrics ({', '.join(SESSION_COLUMNS)}, updated_at)
@@ -594,21 +596,28 @@ def load_watermark(conn: psycopg.Connection, query_name: str,
 def claim_events(conn: psycopg.Connection, query_name: str, events: pd.DataFrame,
                  watermark: datetime | None) -> pd.DataFrame:
     """The ``events`` (one copy each) whose (topic, event_id) the query has not seen within the
-    watermark; they are recorded as seen, and ids behind the watermark are forgotten."""
+    watermark; they are recorded as seen, and ids behind the watermark are forgotten. (The
+    caller holds the query's progress row, so no other transaction adds ids meanwhile.)"""
     if watermark is not None:
         conn.execute("DELETE FROM stream_state.seen_events "
                      "WHERE query_name = %s AND event_time < %s", (query_name, watermark))
     if events.empty:
         return events
-    copy_frame(conn, "tmp_seen", "topic text, event_id text, event_time timestamptz",
+    copy_frame(conn, "tmp_seen", "topic text, event_id uuid, event_time timestamptz",
                events[["topic", "event_id", "event_time"]])
-    new = set(conn.execute(
+    seen = conn.execute(
+        "SELECT t.topic, t.event_id::text FROM tmp_seen t JOIN stream_state.seen_events s "
+        "ON s.query_name = %s AND s.topic = t.topic AND s.event_id = t.event_id",
+        (query_name,)).fetchall()
+    conn.execute(
         "INSERT INTO stream_state.seen_events (query_name, topic, event_id, event_time) "
         "SELECT %s, topic, event_id, event_time FROM tmp_seen ORDER BY topic, event_id "
-        "ON CONFLICT DO NOTHING RETURNING topic, event_id", (query_name,)).fetchall())
+        "ON CONFLICT DO NOTHING", (query_name,))
     conn.execute("DROP TABLE tmp_seen")
-    keep = [(t, i) in new for t, i in zip(events["topic"], events["event_id"], strict=True)]
-    return events[keep]
+    if not seen:
+        return events
+    again = pd.MultiIndex.from_tuples(seen)
+    return events[~pd.MultiIndex.from_arrays([events["topic"], events["event_id"]]).isin(again)]
 
 
 def accept_batch(conn: psycopg.Connection, query_name: str, validated: pd.DataFrame,
@@ -641,7 +650,11 @@ class RealtimeSink:
         self.stats, self.lateness, self.critical_score = stats, lateness, critical_score
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        self.process(collect_records(batch), batch_id)
+        started = time.monotonic()
+        records = collect_records(batch)
+        log.debug("%s batch %d: %d records collected in %.0f ms", self.query_name, batch_id,
+                  records.num_rows, (time.monotonic() - started) * 1000)
+        self.process(records, batch_id)
 
     def process(self, records: pa.Table, batch_id: int) -> BatchResult:
         """Validate, de-duplicate, compute and commit one batch of Kafka records."""
@@ -690,7 +703,7 @@ class RealtimeSink:
         users = frame_rows(user_transactions(order_rows), USER_TX_COLUMNS)
         moves = frame_rows(stock_changes(lines, of_topic(events, "inventory_events")),
                            MOVEMENT_COLUMNS)
-        pieces = frame_rows(session_metrics(session_activity(events)), SESSION_COLUMNS)
+        pieces = session_metrics(session_activity(events))
         newest = events["event_time"].max().to_pydatetime()
 
         add_sales(conn, "public.sales_metrics", minute)

@@ -4,7 +4,7 @@
 CREATE TABLE IF NOT EXISTS stream_state.seen_events (
     query_name text NOT NULL,
     topic      text NOT NULL,
-    event_id   text NOT NULL,
+    event_id   uuid NOT NULL,
     event_time timestamptz NOT NULL,
     PRIMARY KEY (query_name, topic, event_id)
 );

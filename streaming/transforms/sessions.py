@@ -3,7 +3,6 @@ than 30 minutes, and the cart-abandonment facts of each session."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -46,6 +45,57 @@ def session_activity(events: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({"revenue_cents": "int64"})[ACTIVITY_COLUMNS]
 
 
+def _timestamps(values: pd.Series) -> pd.Series:
+    """Datetimes (or None) as UTC timestamps (NaT), index kept."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values
+    return pd.to_datetime(values.astype(object), utc=True)
+
+
+def _merged(rows: pd.DataFrame, gap: timedelta) -> pd.DataFrame:
+    """Session pieces (``SESSION_PIECE`` columns: times, counts, ``revenue_cents``,
+    ``last_cart_add_at``, ``purchase_times`` lists and a ``changed`` flag) merged the way
+    Spark's session windows merge: pieces of a session_id belong together when one starts less
+    than ``gap`` after the end of the pieces before it. One row per merged session with every
+    ``SESSION_COLUMNS`` value and ``changed`` (any of its pieces changed)."""
+    rows = rows.sort_values(["session_id", "session_start"], kind="stable").reset_index(drop=True)
+    same = rows["session_id"].eq(rows["session_id"].shift())
+    reach = rows.groupby("session_id", sort=False)["session_end"].cummax().shift()
+    rows["piece"] = (~same | (rows["session_start"] >= reach + pd.Timedelta(gap))).cumsum()
+    merged = rows.groupby("piece", sort=True).agg(
+        session_id=("session_id", "first"), user_id=("user_id", "first"),
+        session_start=("session_start", "min"), session_end=("session_end", "max"),
+        page_views=("page_views", "sum"), cart_adds=("cart_adds", "sum"),
+        cart_removes=("cart_removes", "sum"), purchases=("purchases", "sum"),
+        revenue=("revenue_cents", "sum"), last_cart_add_at=("last_cart_add_at", "max"),
+        changed=("changed", "any"))
+    times = rows[["piece", "purchase_times"]].explode("purchase_times").dropna()
+    times["purchase_times"] = _timestamps(times["purchase_times"])
+    times = times.sort_values(["piece", "purchase_times"], kind="stable")
+    lists: dict[int, list] = {}
+    for piece, moment in zip(times["piece"], times["purchase_times"], strict=True):
+        lists.setdefault(piece, []).append(moment)
+    merged["purchase_times"] = [lists.get(p, []) for p in merged.index]
+    last_add = times["piece"].map(merged["last_cart_add_at"])
+    after = ((times["purchase_times"] >= last_add)
+             & (times["purchase_times"] <= last_add + pd.Timedelta(minutes=ABANDONMENT_MINUTES)))
+    merged["purchased_after_last_add"] = after.groupby(times["piece"]).any().reindex(
+        merged.index, fill_value=False).astype(bool)
+    merged["duration_seconds"] = (
+        merged["session_end"] - merged["session_start"]).dt.total_seconds()
+    merged["converted"] = merged["purchases"] > 0
+    merged["revenue"] = [money(c) for c in merged["revenue"]]
+    return merged.reset_index(drop=True)[[*SESSION_COLUMNS, "changed"]]
+
+
+def _single_purchases(kind: pd.Series, time: pd.Series) -> list[list]:
+    """Per event: [its time] for a purchase, else []."""
+    lists: list[list] = [[] for _ in range(len(kind))]
+    for position in (kind == "purchase").to_numpy().nonzero()[0]:
+        lists[position] = [time.iloc[position]]
+    return lists
+
+
 def session_metrics(activity: pd.DataFrame, gap: timedelta = SESSION_GAP) -> pd.DataFrame:
     """One row per session (``session_id`` split where the next event comes ``gap`` or more
     after the previous one, as Spark's session windows do) with the ``session_metrics``
@@ -54,98 +104,45 @@ def session_metrics(activity: pd.DataFrame, gap: timedelta = SESSION_GAP) -> pd.
     :func:`merge_sessions` join pieces of a session seen in different micro-batches."""
     if activity.empty:
         return pd.DataFrame(columns=SESSION_COLUMNS)
-    a = activity.sort_values(["session_id", "user_id", "event_time"], kind="stable")
-    a = a.reset_index(drop=True)
-    breaks = ((a["session_id"] != a["session_id"].shift())
-              | (a["user_id"] != a["user_id"].shift())
-              | (a["event_time"] - a["event_time"].shift() >= pd.Timedelta(gap)))
-    a["piece"] = breaks.cumsum()
-    for kind, column in _COUNTS.items():
-        a[column] = (a["kind"] == kind).astype("int64")
-    a["add_time"] = a["event_time"].where(a["kind"] == "add")
-    grouped = a.groupby("piece", sort=True).agg(
-        session_id=("session_id", "first"), user_id=("user_id", "first"),
-        session_start=("event_time", "min"), session_end=("event_time", "max"),
-        page_views=("page_views", "sum"), cart_adds=("cart_adds", "sum"),
-        cart_removes=("cart_removes", "sum"), purchases=("purchases", "sum"),
-        revenue=("revenue_cents", "sum"), last_cart_add_at=("add_time", "max"))
-    purchases = a.loc[a["kind"] == "purchase", ["piece", "event_time"]]
-    times = purchases.groupby("piece")["event_time"].agg(list).to_dict()
-    grouped["purchase_times"] = [times.get(p, []) for p in grouped.index]
-    last_add = purchases["piece"].map(grouped["last_cart_add_at"])
-    deadline = last_add + pd.Timedelta(minutes=ABANDONMENT_MINUTES)
-    after = (purchases["event_time"] >= last_add) & (purchases["event_time"] <= deadline)
-    grouped["purchased_after_last_add"] = after.groupby(purchases["piece"]).any().reindex(
-        grouped.index, fill_value=False).astype(bool)
-    grouped["duration_seconds"] = (
-        grouped["session_end"] - grouped["session_start"]).dt.total_seconds()
-    grouped["converted"] = grouped["purchases"] > 0
-    grouped["revenue"] = [money(c) for c in grouped["revenue"]]
-    return grouped.reset_index(drop=True)[SESSION_COLUMNS]
+    kind, time = activity["kind"], activity["event_time"]
+    pieces = pd.DataFrame({
+        "session_id": activity["session_id"], "user_id": activity["user_id"],
+        "session_start": time, "session_end": time,
+        **{column: (kind == name).astype("int64") for name, column in _COUNTS.items()},
+        "revenue_cents": activity["revenue_cents"],
+        "last_cart_add_at": time.where(kind == "add"),
+        "purchase_times": _single_purchases(kind, time),
+        "changed": True})
+    return _merged(pieces, gap)[SESSION_COLUMNS]
 
 
-def _combine(a: dict, b: dict) -> dict:
-    adds = [t for t in (a["last_cart_add_at"], b["last_cart_add_at"]) if t is not None]
-    return {
-        "session_id": a["session_id"], "user_id": a["user_id"],
-        "session_start": min(a["session_start"], b["session_start"]),
-        "session_end": max(a["session_end"], b["session_end"]),
-        "page_views": a["page_views"] + b["page_views"],
-        "cart_adds": a["cart_adds"] + b["cart_adds"],
-        "cart_removes": a["cart_removes"] + b["cart_removes"],
-        "purchases": a["purchases"] + b["purchases"],
-        "revenue": a["revenue"] + b["revenue"],
-        "last_cart_add_at": max(adds) if adds else None,
-        "purchase_times": sorted([*a["purchase_times"], *b["purchase_times"]]),
-        "changed": a["changed"] or b["changed"],
-    }
-
-
-def _finish(row: dict) -> dict:
-    last_add = row["last_cart_add_at"]
-    deadline = last_add + timedelta(minutes=ABANDONMENT_MINUTES) if last_add else None
-    return {
-        **row,
-        "duration_seconds": (row["session_end"] - row["session_start"]).total_seconds(),
-        "converted": row["purchases"] > 0,
-        "purchased_after_last_add": bool(
-            last_add and any(last_add <= t <= deadline for t in row["purchase_times"])),
-    }
-
-
-def merge_sessions(stored: list[dict], pieces: list[dict], gap: timedelta = SESSION_GAP
-                   ) -> tuple[list[dict], list[tuple[str, datetime]]]:
+def merge_sessions(stored: pd.DataFrame, pieces: pd.DataFrame, gap: timedelta = SESSION_GAP
+                   ) -> tuple[pd.DataFrame, list[tuple[str, datetime]]]:
     """Merge the session rows of one micro-batch (``pieces``, as :func:`session_metrics` makes
-    them) into the rows already stored for the same session ids, the way Spark's session
-    windows merge: two pieces of a session_id belong together when the later one starts less
-    than ``gap`` after the earlier one ends.
+    them) into the rows already stored for the same session ids (``SESSION_COLUMNS``), the
+    way Spark's session windows merge: two pieces of a session_id belong together when the
+    later one starts less than ``gap`` after the earlier one ends.
 
     Returns the rows to upsert (those that changed, with every ``SESSION_COLUMNS`` value) and
     the (session_id, session_start) keys of stored rows that were merged into another row.
     """
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for row in stored:
-        groups[row["session_id"]].append({**row, "changed": False})
-    pieces_per_id = Counter(row["session_id"] for row in pieces)
-    upserts: list[dict] = []
-    for row in pieces:
-        if pieces_per_id[row["session_id"]] == 1 and row["session_id"] not in groups:
-            upserts.append(_finish(row))  # a new session seen once: nothing to merge
-        else:
-            groups[row["session_id"]].append({**row, "changed": True})
-    stored_keys = {(r["session_id"], r["session_start"]) for r in stored}
-    kept: set[tuple[str, datetime]] = set()
-    for rows in groups.values():
-        rows.sort(key=lambda r: r["session_start"])
-        merged = [rows[0]]
-        for row in rows[1:]:
-            if row["session_start"] < merged[-1]["session_end"] + gap:
-                merged[-1] = _combine(merged[-1], row)
-            else:
-                merged.append(row)
-        for row in merged:
-            key = (row["session_id"], row["session_start"])
-            kept.add(key)
-            if row["changed"] or key not in stored_keys:
-                upserts.append(_finish(row))
-    return upserts, sorted(stored_keys - kept)
+    def prepared(frame: pd.DataFrame, changed: bool) -> pd.DataFrame:
+        frame = frame.copy()
+        for column in ("session_start", "session_end", "last_cart_add_at"):
+            frame[column] = _timestamps(frame[column])
+        frame["revenue_cents"] = [cents(r) for r in frame["revenue"]]
+        frame["changed"] = changed
+        return frame
+
+    parts = [prepared(f, changed) for f, changed in ((stored, False), (pieces, True))
+             if not f.empty]
+    if not parts:
+        return pd.DataFrame(columns=SESSION_COLUMNS), []
+    merged = _merged(pd.concat(parts, ignore_index=True), gap)
+    keys = pd.MultiIndex.from_arrays([merged["session_id"], merged["session_start"]])
+    stored_keys = (pd.MultiIndex.from_arrays([parts[0]["session_id"], parts[0]["session_start"]])
+                   if not stored.empty else keys[:0])
+    upsert = merged["changed"].to_numpy() | ~keys.isin(stored_keys)
+    merged_away = sorted((sid, start.to_pydatetime())
+                         for sid, start in stored_keys.difference(keys))
+    return merged.loc[upsert, SESSION_COLUMNS].reset_index(drop=True), merged_away

@@ -100,17 +100,20 @@ def test_default_notifier_logs_and_a_dead_webhook_does_not_raise(caplog) -> None
 
 def test_a_query_without_its_checkpoint_is_refused(make_database, tmp_path) -> None:
     db, lake, checkpoint = make_database(), str(tmp_path / "lake"), str(tmp_path / "cp")
-    check_checkpoint(db, lake, "raw", checkpoint)  # nothing written yet: fine
+    check_checkpoint(db, lake, "realtime", checkpoint)  # nothing written yet: fine
     day = tmp_path / "lake" / "raw" / "transactions" / "event_date=2026-03-01"
     day.mkdir(parents=True)
-    (day / "part-0000000000.parquet").write_bytes(b"")
+    (day / "part-0000000000-0000000003.parquet").write_bytes(b"")
     with pytest.raises(CheckpointError, match="raw layer"):
-        check_checkpoint(db, lake, "raw", checkpoint)
+        check_checkpoint(db, lake, "realtime", checkpoint)
+    (day / "part-0000000000-0000000003.parquet").unlink()
     with psycopg.connect(db) as conn:
         conn.execute("INSERT INTO stream_state.batch_commits (query_name, batch_id) "
                      "VALUES ('realtime', 41)")
     with pytest.raises(CheckpointError, match="batches up to 41"):
         check_checkpoint(db, lake, "realtime", checkpoint)
     (tmp_path / "cp" / "offsets").mkdir(parents=True)
-    check_checkpoint(db, lake, "raw", checkpoint)
     check_checkpoint(db, lake, "realtime", checkpoint)
+    (day.parent / "_spark_metadata").mkdir()
+    with pytest.raises(CheckpointError, match="_spark_metadata"):
+        check_checkpoint(db, lake, "realtime", checkpoint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 
 from globalmart.contracts import parse_event
@@ -323,16 +324,15 @@ def test_merge_sessions_joins_pieces_across_batches() -> None:
                     T0 + timedelta(minutes=start) if adds else None,
                 "purchase_times": [T0 + timedelta(minutes=p) for p in purchases]}
 
-    stored = [piece(0, 10, adds=1), piece(45, 50)]
-    upserts, removed = merge_sessions(stored, [piece(25, 30, purchases=[25])])
-    assert len(upserts) == 1
-    merged = upserts[0]
+    stored = pd.DataFrame([piece(0, 10, adds=1), piece(45, 50)])
+    upserts, removed = merge_sessions(stored, pd.DataFrame([piece(25, 30, purchases=[25])]))
+    (merged,) = upserts.to_dict("records")
     assert (merged["session_start"], merged["session_end"]) == (T0, T0 + timedelta(minutes=50))
     assert merged["page_views"] == 3 and merged["purchases"] == 1 and merged["converted"]
     assert not merged["purchased_after_last_add"]  # 25 min after the add
     assert removed == [("s", T0 + timedelta(minutes=45))]
-    upserts, removed = merge_sessions(stored, [piece(81, 82)])  # 31 min after the last end
-    assert [u["session_start"] for u in upserts] == [T0 + timedelta(minutes=81)]
+    upserts, removed = merge_sessions(stored, pd.DataFrame([piece(81, 82)]))  # 31 min later
+    assert list(upserts["session_start"]) == [T0 + timedelta(minutes=81)]
     assert removed == []
 
 
@@ -344,6 +344,6 @@ def test_merge_sessions_gap_boundary(gap, sessions) -> None:
                 "page_views": 1, "cart_adds": 0, "cart_removes": 0, "purchases": 0,
                 "revenue": Decimal("0"), "last_cart_add_at": None, "purchase_times": []}
 
-    upserts, _ = merge_sessions([piece(0)], [piece(gap)])
-    total_rows = 1 + len(upserts) - (1 if upserts[0]["session_start"] == T0 else 0)
+    upserts, _ = merge_sessions(pd.DataFrame([piece(0)]), pd.DataFrame([piece(gap)]))
+    total_rows = 1 + len(upserts) - (1 if upserts["session_start"].iloc[0] == T0 else 0)
     assert total_rows == sessions
