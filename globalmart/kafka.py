@@ -69,6 +69,11 @@ TopicPartitionKey = tuple[str, int]
 """(topic, partition) — the key of every per-partition offset map in this module."""
 
 
+# How long to keep reading logs that are still being written to, once each has shown records
+# past the end the broker reported, before settling for the highest offset seen.
+GROWING_LOG_WAIT = 0.2
+
+
 class LogProbe:
     """Finds the partitions of topics and the bounds of their logs (log start offset and true
     log end offset). Keep one per long-lived reader and ``close()`` it; it holds a consumer that
@@ -161,12 +166,14 @@ class LogProbe:
                 ends[key] = previous[1]  # no batch was appended since we last resolved it
             else:
                 to_fetch[key] = high
-        ends.update(self._fetch_ends(to_fetch))
+        fetched, exact = self._fetch_ends(to_fetch)
+        ends.update(fetched)
         for key in list(self._resolved):
             if key not in reported:
                 del self._resolved[key]
         for key, high in to_fetch.items():
-            self._resolved[key] = (high, ends[key])
+            if key in exact:  # a lower bound of a growing log is asked again next time
+                self._resolved[key] = (high, ends[key])
         return ends
 
     def _connection_failed(self, *_: object) -> None:
@@ -206,18 +213,26 @@ class LogProbe:
             return None
         return high if latest else low
 
-    def _fetch_ends(self, reported: dict[TopicPartitionKey, int]) -> dict[TopicPartitionKey, int]:
+    def _fetch_ends(self, reported: dict[TopicPartitionKey, int]
+                    ) -> tuple[dict[TopicPartitionKey, int], set[TopicPartitionKey]]:
         """Read each partition from (reported - 1) until its end-of-partition event, which
-        carries the true end. Records seen also bound the end from below, so a partition that
-        does not answer in time still gets a safe (never too high) end."""
+        carries the true end. Records seen bound the end from below, so a partition that does
+        not answer in time still gets a safe (never too high) end. A log being written to can
+        take seconds to answer: once every partition still open has shown records past its
+        reported end, reading stops after ``GROWING_LOG_WAIT`` seconds and the rest is left to
+        the next call. Returns the ends and the partitions whose end is exact."""
         ends = dict(reported)
         if not reported:
-            return ends
+            return ends, set()
         self._consumer.assign([TopicPartition(t, p, high - 1) for (t, p), high in reported.items()])
         pending = set(reported)
-        deadline = time.monotonic() + self.timeout
+        growing: set[TopicPartitionKey] = set()
+        exact: set[TopicPartitionKey] = set()
+        started = time.monotonic()
+        deadline = started + self.timeout
         try:
-            while pending and time.monotonic() < deadline:
+            while pending and time.monotonic() < deadline and not (
+                    pending <= growing and time.monotonic() - started > GROWING_LOG_WAIT):
                 for message in self._consumer.consume(10_000, timeout=0.005):
                     key = (message.topic(), message.partition())
                     if key not in pending:
@@ -225,18 +240,21 @@ class LogProbe:
                     error, offset = message.error(), message.offset() or 0
                     if error is None:
                         ends[key] = max(ends[key], offset + 1)
+                        if offset >= reported[key]:
+                            growing.add(key)
                     elif error.code() == KafkaError._PARTITION_EOF:
                         ends[key] = max(ends[key], offset)
                         pending.discard(key)
+                        exact.add(key)
                     else:
                         log.warning("reading the end of %s[%d] failed: %s", *key, error)
                         pending.discard(key)
         finally:
             self._consumer.unassign()
-        if pending:
+        if pending - growing:
             log.warning("no end-of-partition answer within %.1f s for %s; using the last offset "
-                        "seen", self.timeout, sorted(pending))
-        return ends
+                        "seen", self.timeout, sorted(pending - growing))
+        return ends, exact
 
 
 def true_end_offsets(bootstrap_servers: str, topics: Iterable[str],
