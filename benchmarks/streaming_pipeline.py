@@ -5,13 +5,14 @@ this machine.
    times spread over the last minutes) is drained with ``--available-now``; events per second =
    backlog / wall time from the start of the query until it caught up and the raw layer was
    flushed.
-2. Sustained rate: for each rate of ``--sustain`` (events/s), events are produced at that rate
+2. Latency at ``--rate`` events/s: the application runs continuously while events are produced
+   at that rate; one transaction in 200 events is high value, and the benchmark polls
+   ``transaction_anomalies`` every 20 ms: latency = first seen in the table − event_time.
+3. Sustained rate (last: a rate that is not sustained leaves the broker and database busy for
+   a while): for each rate of ``--sustain`` (events/s), events are produced at that rate
    for ``--sustain-seconds`` while the application runs; the lag behind the log end is sampled
    every second. A rate is sustained when the lag in the second half of the run is no larger
    than in the first half (it does not grow) and the application catches up right after.
-3. Latency at ``--rate`` events/s: the application runs continuously while events are produced
-   at that rate; one transaction in 20 is high value, and the benchmark polls
-   ``transaction_anomalies`` every 20 ms: latency = first seen in the table − event_time.
 
 Runs its own broker (Tansu), a fresh PostgreSQL database (dropped at the end) and a temporary
 lake. Usage: ``.venv/bin/python benchmarks/streaming_pipeline.py [--backlog N] [--rate R]``.
@@ -278,7 +279,7 @@ def main() -> None:
     """Run the measurements and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backlog", type=int, default=200_000)
-    parser.add_argument("--sustain", default="5000,7500,10000",
+    parser.add_argument("--sustain", default="2500,5000,7500,10000",
                         help="comma-separated rates (events/s) to hold; empty to skip")
     parser.add_argument("--sustain-seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=500.0)
@@ -309,15 +310,6 @@ def main() -> None:
                     "sum(input_rows) FROM pipeline_metrics GROUP BY 1 ORDER BY 1"):
                 print(f"  {query_name:10s} {batches:3d} batches, mean {mean_ms:7.0f} ms, "
                       f"{rows:,} rows")
-        for target in [float(r) for r in args.sustain.split(",") if r.strip()]:
-            produced, first, second, caught_up = measure_sustained(
-                spark, fresh(url, platform, f"sustain-{target:g}"), target,
-                args.sustain_seconds)
-            held = second <= max(first, 1_000) and caught_up is not None
-            after = "no" if caught_up is None else f"in {caught_up:.1f} s"
-            print(f"sustain {target:,.0f} events/s (produced {produced:,.0f}/s for "
-                  f"{args.sustain_seconds:g} s): mean lag {first:,} then {second:,} records, "
-                  f"caught up {after} -> {'sustained' if held else 'NOT sustained'}")
         latencies = measure_latency(spark, fresh(url, platform, "latency"), args.rate,
                                     args.seconds)
         if latencies:
@@ -327,12 +319,21 @@ def main() -> None:
                   f"max {latencies[-1]:.2f} s over {len(latencies)} high-value transactions")
         else:
             print("latency: no high-value transaction reached the table")
-        with psycopg.connect(url) as conn:
+        with psycopg.connect(url) as conn:  # the latency run's batches
             for query_name, mean_ms, p95_ms in conn.execute(
                     "SELECT query_name, avg(batch_duration_ms), percentile_cont(0.95) WITHIN "
                     "GROUP (ORDER BY batch_duration_ms) FROM pipeline_metrics "
                     "WHERE input_rows > 0 GROUP BY 1 ORDER BY 1"):
                 print(f"  {query_name:10s} batch mean {mean_ms:6.0f} ms, p95 {p95_ms:6.0f} ms")
+        for target in [float(r) for r in args.sustain.split(",") if r.strip()]:
+            produced, first, second, caught_up = measure_sustained(
+                spark, fresh(url, platform, f"sustain-{target:g}"), target,
+                args.sustain_seconds)
+            held = second <= max(first, 1_000) and caught_up is not None
+            after = "no" if caught_up is None else f"in {caught_up:.1f} s"
+            print(f"sustain {target:,.0f} events/s (produced {produced:,.0f}/s for "
+                  f"{args.sustain_seconds:g} s): mean lag {first:,} then {second:,} records, "
+                  f"caught up {after} -> {'sustained' if held else 'NOT sustained'}")
     finally:
         spark.stop()
         broker.stop()

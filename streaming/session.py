@@ -19,7 +19,8 @@ def build_spark_session(app_name: str, master: str = "local[*]", shuffle_partiti
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        # a deep stack: Java regexes over long Python error messages overflow the default one
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC -Xss16m")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
     )
     for key, value in (extra_conf or {}).items():
