@@ -97,14 +97,18 @@ def produce_backlog(bootstrap: str, count: int) -> None:
     span = timedelta(seconds=count / 2000)
     start = datetime.now(UTC) - span
     for i in range(count):
-        topic, key, value = make_event(rng, start + span * (i / count))
-        while True:
-            try:
-                producer.produce(topic, key=key.encode(), value=value)
-                break
-            except BufferError:
-                producer.poll(0.01)
+        send(producer, *make_event(rng, start + span * (i / count)))
     assert producer.flush(120) == 0
+
+
+def send(producer: Producer, topic: str, key: str, value: bytes) -> None:
+    """Produce one message, waiting while the producer's queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key.encode(), value=value)
+            return
+        except BufferError:
+            producer.poll(0.01)
 
 
 def measure_throughput(spark, platform: PlatformSettings, backlog: int) -> float:
@@ -125,13 +129,7 @@ def _produce(bootstrap: str, rate: Any, stop: Any, count: Any, high_value_every:
     next_at = time.monotonic()
     while not stop.is_set():
         high = bool(high_value_every) and n % high_value_every == 0
-        topic, key, value = make_event(rng, datetime.now(UTC), high_value=high)
-        while True:
-            try:
-                producer.produce(topic, key=key.encode(), value=value)
-                break
-            except BufferError:
-                producer.poll(0.01)
+        send(producer, *make_event(rng, datetime.now(UTC), high_value=high))
         producer.poll(0)
         n += 1
         if n % 100 == 0:

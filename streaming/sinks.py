@@ -623,10 +623,15 @@ def claim_events(conn: psycopg.Connection, query_name: str, events: pd.DataFrame
 def accept_batch(conn: psycopg.Connection, query_name: str, validated: pd.DataFrame,
                  lateness: timedelta) -> tuple[pd.DataFrame, BatchResult]:
     """The valid events of a batch that are on time and new to the query, and a result holding
-    the batch's records and its events' highest event time per topic."""
+    the batch's records and its events' highest event time per topic. Events behind the
+    watermark are dropped with a warning."""
     watermark = load_watermark(conn, query_name, lateness)
-    events = claim_events(conn, query_name, first_copies(on_time(valid(validated), watermark)),
-                          watermark)
+    candidates = valid(validated)
+    timely = on_time(candidates, watermark)
+    if len(timely) < len(candidates):
+        log.warning("%s: %d events older than the watermark %s dropped as too late", query_name,
+                    len(candidates) - len(timely), watermark)
+    events = claim_events(conn, query_name, first_copies(timely), watermark)
     newest = events.groupby("topic")["event_time"].max()
     result = BatchResult(max_event_time={t: v.to_pydatetime() for t, v in newest.items()},
                          records=validated["topic"].value_counts().to_dict())

@@ -18,8 +18,8 @@ from tests.streaming.events import at, line, transaction
 SCHEMA = "topic string, partition int, offset long, timestamp timestamp, value string"
 
 
-def test_late_events_within_the_watermark_update_their_window(spark, make_database,
-                                                             tmp_path) -> None:
+def test_late_events_within_the_watermark_update_their_window(spark, make_database, tmp_path,
+                                                             caplog) -> None:
     db = make_database()
     inbox = tmp_path / "in"
     inbox.mkdir()
@@ -56,3 +56,4 @@ def test_late_events_within_the_watermark_update_their_window(spark, make_databa
                             "transaction_count FROM sales_metrics ORDER BY 1").fetchall()
     assert rows == [("12:00", Decimal("1.00"), 1), ("12:15", Decimal("20.00"), 2),
                     ("12:20", Decimal("2.00"), 1)]
+    assert "realtime: 2 events older than the watermark" in caplog.text  # 12:05 and the resend
