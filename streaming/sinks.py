@@ -621,21 +621,22 @@ def claim_events(conn: psycopg.Connection, query_name: str, events: pd.DataFrame
 
 
 def accept_batch(conn: psycopg.Connection, query_name: str, validated: pd.DataFrame,
-                 lateness: timedelta) -> tuple[pd.DataFrame, BatchResult]:
-    """The valid events of a batch that are on time and new to the query, and a result holding
-    the batch's records and its events' highest event time per topic. Events behind the
-    watermark are dropped with a warning."""
+                 lateness: timedelta) -> tuple[pd.DataFrame, pd.DataFrame, BatchResult]:
+    """The valid events of a batch that are on time and new to the query, those behind the
+    watermark (one copy each; counted in a warning), and a result holding the batch's records
+    and its on-time events' highest event time per topic."""
     watermark = load_watermark(conn, query_name, lateness)
     candidates = valid(validated)
     timely = on_time(candidates, watermark)
-    if len(timely) < len(candidates):
-        log.warning("%s: %d events older than the watermark %s dropped as too late", query_name,
-                    len(candidates) - len(timely), watermark)
+    late = first_copies(candidates.drop(timely.index))
+    if len(late):
+        log.warning("%s: %d events older than the watermark %s: kept for the raw layer only",
+                    query_name, len(late), watermark)
     events = claim_events(conn, query_name, first_copies(timely), watermark)
     newest = events.groupby("topic")["event_time"].max()
     result = BatchResult(max_event_time={t: v.to_pydatetime() for t, v in newest.items()},
                          records=validated["topic"].value_counts().to_dict())
-    return events, result
+    return events, late, result
 
 
 # --- The realtime query ----------------------------------------------------------------------
@@ -673,14 +674,15 @@ class RealtimeSink:
         def work(conn: psycopg.Connection) -> None:
             outcome.clear()
             alerts.clear()
-            events, result = accept_batch(conn, self.query_name, validated, self.lateness)
+            events, late, result = accept_batch(conn, self.query_name, validated,
+                                                self.lateness)
             if letters:
                 if self.writer is not None:
                     self.writer.send_all(DEAD_LETTER_TOPIC,
                                          ((d.topic, d.model_dump_json()) for d in letters))
                 write_dead_letters(conn, letters)
             result.rows = (len(letters) + self.write_events(conn, events, batch_id, alerts)
-                           + buffer_raw(conn, events, batch_id))
+                           + buffer_raw(conn, pd.concat([events, late]), batch_id))
             if self.writer is not None:
                 publish_alerts(self.writer, alerts)
             outcome.append(result)

@@ -334,3 +334,17 @@ def test_a_flush_that_did_not_commit_leaves_no_duplicate(sink, db, tmp_path) -> 
     landed = pq.read_table(day).column("transaction_id").to_pylist()
     assert sorted(landed) == ["first", "second", "third"]
     raw.close()
+
+
+def test_late_events_reach_the_raw_layer_but_not_the_tables(sink, db, tmp_path) -> None:
+    raw = RawLayer(db, str(tmp_path))
+    sink.process(records([record("transactions", transaction(time=at(minutes=30),
+                                                             txid="now"))]), 1)
+    late = transaction(time=at(minutes=5), txid="late")  # watermark: 12:30 - 10 min
+    sink.process(records([record("transactions", late), record("transactions", late)]), 2)
+    assert _query(db, "SELECT count(*) FROM sales_metrics WHERE window_start < %s",
+                  (T0 + timedelta(minutes=20),)) == [(0,)]
+    assert raw.flush() == {"transactions": 2}
+    landed = pq.read_table(tmp_path / "raw" / "transactions").column("transaction_id")
+    assert sorted(landed.to_pylist()) == ["late", "now"]
+    raw.close()
