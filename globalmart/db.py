@@ -9,12 +9,15 @@ file that is already applied is refused: add a new file instead.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from psycopg import sql
 
 log = logging.getLogger(__name__)
@@ -124,3 +127,19 @@ def upgrade(url: str) -> list[Migration]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return applied_now
+
+
+def copy_arrow(conn: psycopg.Connection, table: sql.Composable, data: pa.Table) -> int:
+    """Bulk-load an Arrow table into ``table`` (same column names) with COPY ... CSV.
+
+    Empty strings and nulls stay distinct: strings are quoted, nulls are empty fields."""
+    if data.num_rows == 0:
+        return 0
+    buffer = io.BytesIO()
+    pa_csv.write_csv(data, buffer, pa_csv.WriteOptions(include_header=False,
+                                                       quoting_style="all_valid"))
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in data.column_names)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(table, columns)
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(buffer.getvalue())
+    return data.num_rows

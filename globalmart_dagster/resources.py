@@ -18,7 +18,6 @@ replaced.
 
 from __future__ import annotations
 
-import io
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,13 +29,14 @@ import dagster as dg
 import pandas as pd
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.fs as pa_fs
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from globalmart import db
+from globalmart.db import copy_arrow
 from globalmart_dagster.constants import MARTS_SCHEMA
+from streaming.schemas import lake_filesystem
 
 REPLACE_BY = "replace_by"
 
@@ -79,22 +79,6 @@ class WarehouseResource(dg.ConfigurableResource):
             return None if row is None else row[0]
 
 
-def copy_arrow(conn: psycopg.Connection, table: sql.Composable, data: pa.Table) -> int:
-    """Bulk-load an Arrow table into ``table`` (same column names) with COPY ... CSV.
-
-    Empty strings and nulls stay distinct: strings are quoted, nulls are empty fields."""
-    if data.num_rows == 0:
-        return 0
-    buffer = io.BytesIO()
-    pa_csv.write_csv(data, buffer, pa_csv.WriteOptions(include_header=False,
-                                                       quoting_style="all_valid"))
-    columns = sql.SQL(", ").join(sql.Identifier(name) for name in data.column_names)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(table, columns)
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.write(buffer.getvalue())
-    return data.num_rows
-
-
 class LakeResource(dg.ConfigurableResource):
     """The Parquet lake root (a local path or a URL pyarrow understands, e.g. ``s3://``)."""
 
@@ -110,14 +94,9 @@ class LakeResource(dg.ConfigurableResource):
         """Directory of one day of a topic: ``<lake>/raw/<topic>/event_date=YYYY-MM-DD``."""
         return f"{self.raw_path(topic)}/event_date={day.isoformat()}"
 
-    def _fs(self, path: str) -> tuple[pa_fs.FileSystem, str]:
-        if "://" in path:
-            return pa_fs.FileSystem.from_uri(path)
-        return pa_fs.LocalFileSystem(), path
-
     def raw_days(self, topic: str) -> list[date]:
         """The event dates present in a topic's raw layer, sorted (none if it does not exist)."""
-        fs, root = self._fs(self.raw_path(topic))
+        fs, root = lake_filesystem(self.raw_path(topic))
         selector = pa_fs.FileSelector(root, allow_not_found=True)
         days = []
         for info in fs.get_file_info(selector):
@@ -131,7 +110,7 @@ class LakeResource(dg.ConfigurableResource):
 
     def raw_day_files(self, topic: str, day: date) -> tuple[int, int]:
         """(Parquet files, bytes) of one day of a topic; (0, 0) when the day is absent."""
-        fs, root = self._fs(self.raw_day_path(topic, day))
+        fs, root = lake_filesystem(self.raw_day_path(topic, day))
         selector = pa_fs.FileSelector(root, allow_not_found=True, recursive=True)
         files = [i for i in fs.get_file_info(selector)
                  if i.type == pa_fs.FileType.File and i.base_name.endswith(".parquet")]

@@ -29,16 +29,16 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from psycopg import errors
+from psycopg import errors, sql
 from pyarrow import fs as pa_fs
 from pyspark.sql import DataFrame
 
 from globalmart.contracts import ALERTS_TOPIC, DEAD_LETTER_TOPIC, INPUT_TOPICS, Alert, DeadLetter
+from globalmart.db import copy_arrow
 from streaming.metrics import RAW_QUERY, write_metrics
 from streaming.notifier import Notifier
-from streaming.schemas import raw_path
+from streaming.schemas import lake_filesystem, raw_path
 from streaming.transforms.anomalies import (
     ANOMALY_COLUMNS,
     RAPID_FIRE_COUNT,
@@ -211,9 +211,9 @@ def copy_temp(conn: psycopg.Connection, table: str, ddl: str, columns: Sequence[
 
 def copy_frame(conn: psycopg.Connection, table: str, ddl: str, frame: pd.DataFrame) -> None:
     """Create temporary ``table`` (``ddl`` column definitions in ``frame``'s column order,
-    dropped at commit) and COPY ``frame`` into it as CSV written by Arrow, with no Python work
-    per row (for the large per-event tables). Values are quoted, so an empty text stays empty
-    and only a missing value is NULL; list values become PostgreSQL array literals."""
+    dropped at commit) and bulk-load ``frame`` with :func:`globalmart.db.copy_arrow` (no Python
+    work per row; for the large per-event tables). List values become PostgreSQL array
+    literals."""
     conn.execute(f"CREATE TEMP TABLE {table} ({ddl}) ON COMMIT DROP")
     if frame.empty:
         return
@@ -222,12 +222,7 @@ def copy_frame(conn: psycopg.Connection, table: str, ddl: str, frame: pd.DataFra
         if isinstance(frame[name].iloc[0], list):
             frame[name] = ["{" + ",".join(f'"{v}"' for v in values) + "}"
                            for values in frame[name]]
-    text = pa.BufferOutputStream()
-    pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), text,
-                     pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
-    with conn.cursor().copy(f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN "
-                            "(FORMAT csv)") as copy:
-        copy.write(text.getvalue().to_pybytes())
+    copy_arrow(conn, sql.Identifier(table), pa.Table.from_pandas(frame, preserve_index=False))
 
 
 @dataclass
@@ -758,12 +753,6 @@ def buffer_raw(conn: psycopg.Connection, events: pd.DataFrame, batch_id: int) ->
     return sum(row[3] for row in rows)
 
 
-def _filesystem(path: str) -> tuple[pa_fs.FileSystem, str]:
-    if "://" in path and not path.startswith("file://"):
-        return pa_fs.FileSystem.from_uri(path)
-    return pa_fs.LocalFileSystem(), path.removeprefix("file://")
-
-
 def _first_batch(name: str) -> int | None:
     """The first batch id in a raw file name ``part-<first>-<last>.parquet``."""
     parts = name.removesuffix(".parquet").split("-")
@@ -777,7 +766,7 @@ def write_raw_file(lake: str, topic: str, day: date, first: int, last: int,
     .parquet``, under a hidden name renamed into place (readers never see a partial file).
     Files of the directory that start at or after ``first`` are left from a flush that did not
     commit (their rows are still buffered, so they are in ``table`` too) and are removed."""
-    fs, root = _filesystem(raw_path(lake, topic))
+    fs, root = lake_filesystem(raw_path(lake, topic))
     directory = f"{root}/event_date={day.isoformat()}"
     fs.create_dir(directory, recursive=True)
     for info in fs.get_file_info(pa_fs.FileSelector(directory)):

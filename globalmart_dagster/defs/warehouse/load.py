@@ -10,7 +10,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from globalmart.contracts import COUNTRIES
-from globalmart_dagster.resources import copy_arrow
+from globalmart.db import copy_arrow
 
 W = "warehouse"
 
