@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import TypeAdapter
 
 from globalmart.contracts import INPUT_TOPICS, Event, parse_event
 from streaming.schemas import raw_arrow_schema
@@ -111,12 +113,19 @@ def accepted(validated: pd.DataFrame, topic: str) -> pa.Table:
     exact, times in UTC), ``kafka_partition``, ``kafka_offset`` and ``event_date`` (UTC date of
     ``event_time``), in :func:`streaming.schemas.raw_schema` order."""
     chosen = of_topic(validated, topic)
-    rows = []
-    for event, event_id, partition, offset in zip(
-            chosen["event"], chosen["event_id"], chosen["kafka_partition"],
-            chosen["kafka_offset"], strict=True):
-        row = event.model_dump()
-        row["event_id"], row["kafka_partition"], row["kafka_offset"] = event_id, partition, offset
-        rows.append(row)
-    table = pa.Table.from_pylist(rows, schema=raw_arrow_schema(topic))
+    schema = raw_arrow_schema(topic)
+    contract = INPUT_TOPICS[topic][0]
+    rows = _dumper(contract).dump_python(list(chosen["event"]))  # one call, not one per event
+    columns = pa.Table.from_pylist(rows, schema=pa.schema(
+        [f for f in schema if f.name in contract.model_fields and f.name != "event_id"]))
+    table = pa.table({
+        **{name: columns[name] for name in columns.column_names},
+        "event_id": pa.array(chosen["event_id"], pa.string()),
+        "kafka_partition": pa.array(chosen["kafka_partition"], pa.int32()),
+        "kafka_offset": pa.array(chosen["kafka_offset"], pa.int64())}).select(schema.names)
     return table.append_column("event_date", pc.cast(table["event_time"], pa.date32()))
+
+
+@cache
+def _dumper(contract: type[Event]) -> TypeAdapter:
+    return TypeAdapter(list[contract])  # type: ignore[valid-type]

@@ -91,8 +91,9 @@ def _merged(rows: pd.DataFrame, gap: timedelta) -> pd.DataFrame:
 def _single_purchases(kind: pd.Series, time: pd.Series) -> list[list]:
     """Per event: [its time] for a purchase, else []."""
     lists: list[list] = [[] for _ in range(len(kind))]
-    for position in (kind == "purchase").to_numpy().nonzero()[0]:
-        lists[position] = [time.iloc[position]]
+    purchase = (kind == "purchase").to_numpy()
+    for position, moment in zip(purchase.nonzero()[0], time[purchase], strict=True):
+        lists[position] = [moment]
     return lists
 
 
