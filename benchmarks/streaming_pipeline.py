@@ -187,11 +187,11 @@ def committed_offsets(checkpoint: Path) -> dict[tuple[str, int], int]:
 
 
 def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: float
-                      ) -> tuple[float, int, int, float, float | None]:
+                      ) -> tuple[float, list[int], float, float | None]:
     """Produce at ``rate`` for ``seconds`` while the application runs. Returns the rate
-    actually produced, the mean lag of the first and of the second half of the run, the lag's
-    growth (records/s, least squares) and the seconds needed to catch up after the end (None
-    if not within 120 s)."""
+    actually produced, the mean lag of each tenth of the run, the lag's growth (records/s,
+    least squares) and the seconds needed to catch up after the end (None if not within
+    120 s)."""
     settings = StreamingSettings(trigger_interval="1 second", starting_offsets="latest",
                                  checkpoint_root=f"{platform.lake}/checkpoints-{rate:g}")
     stop = threading.Event()
@@ -225,12 +225,11 @@ def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: f
             time.sleep(0.1)
     stop.set()
     app.join(120)
-    half = seconds / 2
-    first = [lag for t, lag in samples if t <= half] or [0]
-    second = [lag for t, lag in samples if t > half] or [0]
+    tenths = [[lag for t, lag in samples if i * seconds / 10 <= t < (i + 1) * seconds / 10]
+              for i in range(10)]
     growth = statistics.linear_regression([t for t, _ in samples],
                                           [lag for _, lag in samples]).slope
-    return (produced_rate, int(statistics.mean(first)), int(statistics.mean(second)), growth,
+    return (produced_rate, [int(statistics.mean(lags)) for lags in tenths if lags], growth,
             caught_up)
 
 
@@ -332,15 +331,15 @@ def main() -> None:
                     "WHERE input_rows > 0 GROUP BY 1 ORDER BY 1"):
                 print(f"  {query_name:10s} batch mean {mean_ms:6.0f} ms, p95 {p95_ms:6.0f} ms")
         for target in [float(r) for r in args.sustain.split(",") if r.strip()]:
-            produced, first, second, growth, caught_up = measure_sustained(
+            produced, lags, growth, caught_up = measure_sustained(
                 spark, fresh(url, platform, f"sustain-{target:g}"), target,
                 args.sustain_seconds)
             held = growth < 0.01 * target and caught_up is not None and caught_up <= 10
             after = "no" if caught_up is None else f"in {caught_up:.1f} s"
             print(f"sustain {target:,.0f} events/s (produced {produced:,.0f}/s for "
-                  f"{args.sustain_seconds:g} s): mean lag {first:,} then {second:,} records, "
-                  f"growing {growth:+,.0f}/s, caught up {after} -> "
-                  f"{'sustained' if held else 'NOT sustained'}", flush=True)
+                  f"{args.sustain_seconds:g} s): lag growing {growth:+,.0f}/s, caught up "
+                  f"{after} -> {'sustained' if held else 'NOT sustained'}; mean lag per tenth "
+                  f"of the run: {', '.join(f'{lag / 1000:.1f} k' for lag in lags)}", flush=True)
     finally:
         spark.stop()
         broker.stop()
