@@ -511,6 +511,8 @@ def merge_session_rows(conn: psycopg.Connection, pieces: pd.DataFrame) -> int:
     times = ("session_start", "session_end", "last_cart_add_at")
     selected = [f"(extract(epoch FROM {c}) * 1000000)::bigint" if c in times else c
                 for c in SESSION_COLUMNS]  # times as microseconds: no per-value conversion
+    # No row locks: the batch's transaction holds its query's progress row (load_watermark),
+    # and only the realtime query writes sessions.
     stored = pd.DataFrame(conn.execute(
         f"SELECT {', '.join(selected)} FROM public.session_metrics "
         "WHERE session_id = ANY(%s) ORDER BY session_id, session_start",
