@@ -10,9 +10,10 @@ this machine.
    ``transaction_anomalies`` every 20 ms: latency = first seen in the table − event_time.
 3. Sustained rate (last: a rate that is not sustained leaves the broker and database busy for
    a while): for each rate of ``--sustain`` (events/s), events are produced at that rate
-   for ``--sustain-seconds`` while the application runs; the lag behind the log end is sampled
-   every second. A rate is sustained when the lag does not grow — its least-squares slope over
-   the run is below 1 % of the rate (the application processes at least 99 % of what arrives)
+   for ``--sustain-seconds`` while the application runs; the lag (events produced minus events
+   in the batches the query committed, from its checkpoint) is sampled every second. A rate
+   is sustained when the lag does not grow — its least-squares slope over the run is below
+   1 % of the rate (the application processes at least 99 % of what arrives)
    — and the application catches up within 10 s after the producer stops.
 
 Runs its own broker (Tansu), a fresh PostgreSQL database (dropped at the end) and a temporary
@@ -166,15 +167,6 @@ class Producing:
         self._process.join(120)
 
 
-def realtime_lag(conn) -> int:
-    """Records the realtime query is behind the log end, from its latest batch per topic."""
-    row = conn.execute(
-        "SELECT coalesce(sum(lag_records), 0) FROM (SELECT DISTINCT ON (topic) lag_records "
-        "FROM pipeline_metrics WHERE query_name = 'realtime' "
-        "ORDER BY topic, batch_id DESC) latest").fetchone()
-    return int(row[0])
-
-
 def committed_offsets(checkpoint: Path) -> dict[tuple[str, int], int]:
     """End offsets of the last batch a query committed (from its Spark checkpoint: the batch's
     sink work, including the PostgreSQL commit, is done)."""
@@ -189,9 +181,10 @@ def committed_offsets(checkpoint: Path) -> dict[tuple[str, int], int]:
 def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: float
                       ) -> tuple[float, list[int], float, float | None]:
     """Produce at ``rate`` for ``seconds`` while the application runs. Returns the rate
-    actually produced, the mean lag of each tenth of the run, the lag's growth (records/s,
-    least squares) and the seconds needed to catch up after the end (None if not within
-    120 s)."""
+    actually produced, the mean lag of each tenth of the run (every second: the events produced
+    since the start minus those in batches the query committed since then), the lag's growth
+    (records/s, least squares) and the seconds needed to catch up after the end (None if not
+    within 120 s)."""
     settings = StreamingSettings(trigger_interval="1 second", starting_offsets="latest",
                                  checkpoint_root=f"{platform.lake}/checkpoints-{rate:g}")
     stop = threading.Event()
@@ -205,17 +198,20 @@ def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: f
             if time.monotonic() > deadline:
                 raise RuntimeError("the application did not process a batch within 300 s")
             time.sleep(0.2)
+        checkpoint = Path(settings.checkpoint_root) / "realtime"
         producing.set_rate(rate)
         produced_before, started = producing.count, time.monotonic()
+        committed_before = sum(committed_offsets(checkpoint).values())
         samples: list[tuple[float, int]] = []
         while time.monotonic() - started < seconds:
-            time.sleep(1)
-            samples.append((time.monotonic() - started, realtime_lag(conn)))
+            time.sleep(1)  # sampling period, not synchronisation
+            behind = ((producing.count - produced_before)
+                      - (sum(committed_offsets(checkpoint).values()) - committed_before))
+            samples.append((time.monotonic() - started, behind))
         producing.finish()
         produced_rate = (producing.count - produced_before) / (time.monotonic() - started)
         ended = time.monotonic()
         produced_ends = true_end_offsets(platform.bootstrap_servers, INPUT_TOPICS)
-        checkpoint = Path(settings.checkpoint_root) / "realtime"
         caught_up = None
         while time.monotonic() - ended < 120:
             done = committed_offsets(checkpoint)

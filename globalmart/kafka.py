@@ -111,6 +111,8 @@ class LogProbe:
         # in-memory broker, which can bring back the same reported values over other data)
         # invalidates it.
         self._resolved: dict[TopicPartitionKey, tuple[int, int]] = {}
+        # (topic, partition) -> the reported high watermark of the previous call
+        self._reported: dict[TopicPartitionKey, int] = {}
         self._connection_lost = False
 
     def __enter__(self) -> LogProbe:
@@ -148,12 +150,23 @@ class LogProbe:
         """The high watermark as the broker reports it (exact on Kafka, can lag on Tansu)."""
         return self._list_offsets(partitions, OffsetSpec.latest())
 
-    def end_offsets(self, partitions: Iterable[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
-        """The true log end offset of each partition: the offset the next record will get."""
+    def end_offsets(self, partitions: Iterable[TopicPartitionKey], exact: bool = True
+                    ) -> dict[TopicPartitionKey, int]:
+        """The true log end offset of each partition: the offset the next record will get.
+
+        ``exact=False`` is for a caller that asks again and again (a stream's planner): a
+        partition whose reported end moved since the previous call is being written to, and
+        gets its reported end (exact on Kafka; on Tansu it misses at most the rest of the last
+        record batch, which the next calls deliver) without the fetch that finds the true end.
+        It is resolved exactly on the first call that finds its reported end unchanged, so the
+        end of a log that stops growing is always found. Tansu's fetch costs time in proportion
+        to the number of record batches in the partition, so this keeps a busy stream from
+        slowing the broker down as its log grows."""
         partitions = list(partitions)
         self._consumer.poll(0)  # serves the client's log and error callbacks
         if self._connection_lost:
             self._resolved.clear()
+            self._reported.clear()
             self._connection_lost = False
         reported = self.reported_end_offsets(partitions)
         ends: dict[TopicPartitionKey, int] = {}
@@ -164,16 +177,19 @@ class LogProbe:
                 ends[key] = high
             elif previous is not None and previous[0] == high:
                 ends[key] = previous[1]  # no batch was appended since we last resolved it
+            elif not exact and high > self._reported.get(key, high):
+                ends[key] = max(high, previous[1] if previous else 0)  # still being written
             else:
                 to_fetch[key] = high
-        fetched, exact = self._fetch_ends(to_fetch)
+        fetched, resolved = self._fetch_ends(to_fetch)
         ends.update(fetched)
         for key in list(self._resolved):
             if key not in reported:
                 del self._resolved[key]
         for key, high in to_fetch.items():
-            if key in exact:  # a lower bound of a growing log is asked again next time
+            if key in resolved:  # a lower bound of a growing log is asked again next time
                 self._resolved[key] = (high, ends[key])
+        self._reported = reported
         return ends
 
     def _connection_failed(self, *_: object) -> None:
@@ -183,6 +199,7 @@ class LogProbe:
         """Drop what is remembered about these partitions (after a broker lost them)."""
         for key in partitions:
             self._resolved.pop(key, None)
+            self._reported.pop(key, None)
 
     def _list_offsets(self, partitions: Iterable[TopicPartitionKey], spec: OffsetSpec
                       ) -> dict[TopicPartitionKey, int]:

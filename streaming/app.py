@@ -198,7 +198,7 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
     if settings.source_format == "globalmart_kafka":
         register_kafka_source(spark)
     stats = BatchStats()
-    listener = PipelineMetricsListener(platform.db_url, platform.bootstrap_servers, stats.pop)
+    listener = PipelineMetricsListener(platform.db_url, stats.pop)
     spark.streams.addListener(listener)
     wiring = Wiring(spark, settings, platform, stats, TopicWriter(platform.bootstrap_servers))
     raw = RawLayer(platform.db_url, platform.lake)

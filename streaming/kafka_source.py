@@ -12,7 +12,9 @@ them), read with a confluent-kafka consumer that is assigned (never subscribed) 
 nothing.
 
 The broker may be Apache Kafka or Tansu, whose reported log end can lag the true end; the log
-ends come from :class:`globalmart.kafka.LogProbe`, which is exact on both. When the broker forgets
+ends come from :class:`globalmart.kafka.LogProbe`, which finds the true end on both (on Tansu
+once a partition stops growing: until then a batch ends at the reported end, and the rest of
+the last record batch comes with the next one). When the broker forgets
 a topic (an in-memory broker restarted) or a partition's log ends before the checkpointed offset,
 the source logs a WARNING naming the topic and partitions and continues from the log start; a
 topic that does not exist yet is waited for. ``failOnDataLoss=true`` makes data loss an error.
@@ -399,7 +401,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._target = self.probe.end_offsets(partitions)
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
-        """The end of the next micro-batch: each partition's true log end, capped by the read
+        """The end of the next micro-batch: each partition's log end (while it is being written
+        to, the end the broker reports, see :meth:`LogProbe.end_offsets`), capped by the read
         limit (split in proportion to the backlogs, see :func:`proportional_shares`).
         Partitions whose log was lost (broker restart) are moved back to their log
         start; new partitions are registered at their log start and read from the next
@@ -407,7 +410,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         begin = decode_offsets(start)
         try:
             present = self.probe.topic_partitions(self.options.topics)
-            ends = self.probe.end_offsets((t, p) for t, ps in present.items() for p in ps)
+            ends = self.probe.end_offsets([(t, p) for t, ps in present.items() for p in ps],
+                                           exact=False)
             moved = self._repositioned(begin, present, ends)
         except KafkaException as exc:
             if self._unreachable_since is None:

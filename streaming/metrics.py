@@ -1,5 +1,7 @@
 """Pipeline metrics: one ``public.pipeline_metrics`` row per query, micro-batch and topic,
-from Spark's query progress events, with the lag measured against the true log end.
+from Spark's query progress events, with the lag measured against the log ends the source saw
+when it planned the batch (its ``latestOffset``, as Spark's own Kafka source reports it): the
+records the batch left for later.
 
 ``max_event_time`` is the highest event time of the events the batch kept for the topic (the
 sinks report it); the Dagster sensor reads it from the raw-layer query to know when a day is
@@ -28,7 +30,6 @@ METRIC_COLUMNS = ["query_name", "batch_id", "topic", "processed_at", "input_rows
                   "input_rows_per_second", "processed_rows_per_second", "batch_duration_ms",
                   "lag_records", "rows_written", "max_event_time"]
 
-EndOffsets = Mapping[tuple[str, int], int]
 RAW_QUERY = "raw"  # the name the raw-layer flush records its rows under
 
 
@@ -71,19 +72,22 @@ def _split(total: int, weights: dict[str, int]) -> dict[str, int]:
     return shares
 
 
-def progress_rows(progress: Mapping[str, Any], end_offsets: EndOffsets,
-                  result: BatchResult | None) -> list[dict[str, Any]]:
+def progress_rows(progress: Mapping[str, Any], result: BatchResult | None
+                  ) -> list[dict[str, Any]]:
     """The ``pipeline_metrics`` rows of one query progress report (Spark's progress JSON as a
     dict): one per topic the query read, with input rows from the offset ranges, lag against
-    ``end_offsets`` (true log ends), rates and the rows the sink wrote (``result``) split over
-    the topics in proportion to their input rows, and the sink's highest event time per
-    topic. Input rows per topic are the sink's record counts, or else the offset ranges."""
+    the log ends the source saw when it planned the batch (``latestOffset``), rates and the rows
+    the sink wrote (``result``) split over the topics in proportion to their input rows, and the
+    sink's highest event time per topic. Input rows per topic are the sink's record counts, or
+    else the offset ranges."""
     sources = progress.get("sources") or []
     start: dict[tuple[str, int], int] = {}
     end: dict[tuple[str, int], int] = {}
+    end_offsets: dict[tuple[str, int], int] = {}
     for source in sources:
         start.update(_offsets(source.get("startOffset")))
         end.update(_offsets(source.get("endOffset")))
+        end_offsets.update(_offsets(source.get("latestOffset")))
     topics = sorted({t for t, _ in end}) or ["*"]
     total_rows = int(progress.get("numInputRows") or 0)
     if result is not None and result.records:
@@ -134,12 +138,9 @@ class PipelineMetricsListener(StreamingQueryListener):
     """Writes a ``pipeline_metrics`` row per query, batch and topic on every progress event
     and keeps the latest snapshot per query."""
 
-    def __init__(self, db_url: str, bootstrap_servers: str,
+    def __init__(self, db_url: str,
                  batch_result: Callable[[str, int], BatchResult | None]) -> None:
-        from globalmart.kafka import LogProbe
-
         self.db_url = db_url
-        self._probe = LogProbe(bootstrap_servers)
         self._batch_result = batch_result
         self._conn: Any = None
         self._lock = threading.Lock()
@@ -166,13 +167,8 @@ class PipelineMetricsListener(StreamingQueryListener):
     def record(self, progress: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Compute and store the rows of one progress report; return them."""
         with self._lock:
-            end = {}
-            for source in progress.get("sources") or []:
-                end.update(_offsets(source.get("endOffset")))
-            ends = self._probe.end_offsets(sorted(end)) if end else {}
             name = str(progress.get("name") or progress.get("id"))
-            rows = progress_rows(progress, ends,
-                                 self._batch_result(name, int(progress["batchId"])))
+            rows = progress_rows(progress, self._batch_result(name, int(progress["batchId"])))
             self._write(rows)
             self.snapshots[name] = QuerySnapshot(
                 batch_id=int(progress["batchId"]),
@@ -205,9 +201,8 @@ class PipelineMetricsListener(StreamingQueryListener):
         write_metrics(self._conn, rows)
 
     def close(self) -> None:
-        """Release the broker probe and the database connection."""
+        """Release the database connection."""
         with self._lock:
-            self._probe.close()
             if self._conn is not None:
                 self._conn.close()
 

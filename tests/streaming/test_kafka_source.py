@@ -273,6 +273,24 @@ def test_probe_follows_appends_and_skips_unchanged_partitions(broker):
         assert probe.start_offsets(partitions) == dict.fromkeys(partitions, 0)
 
 
+
+def test_a_planner_probe_takes_a_growing_log_at_its_reported_end_then_finds_the_true_end(broker):
+    ensure_topics(broker.bootstrap_servers, TOPICS)
+    records = produce(broker.bootstrap_servers, TOPICS, 3000, "a")
+    with LogProbe(broker.bootstrap_servers) as probe:
+        partitions = probe.partitions_of(TOPICS)
+        first = probe.end_offsets(partitions, exact=False)
+        assert first == _ends_of(records)  # a partition seen for the first time is resolved
+        records |= produce(broker.bootstrap_servers, TOPICS[:1], 3000, "b")
+        true_ends = _ends_of(records)
+        growing = probe.end_offsets(partitions, exact=False)
+        assert all(first[key] < growing[key] <= true_ends[key]
+                   for key in partitions if key[0] == TOPICS[0])
+        assert any(growing[key] < true_ends[key] for key in partitions)  # Tansu under-reports
+        assert {k: v for k, v in growing.items() if k[0] != TOPICS[0]} == {
+            k: v for k, v in true_ends.items() if k[0] != TOPICS[0]}
+        assert probe.end_offsets(partitions, exact=False) == true_ends  # it stopped growing
+
 # --- the reader outside Spark (its planning logic and warnings) -----------------------------
 
 def _reader(bootstrap: str, **extra: str) -> KafkaStreamReader:
