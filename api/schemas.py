@@ -272,7 +272,8 @@ class TopicIngestion(BaseModel):
     topic: str
     records_per_second: float
     records: int = Field(description="Records read in the window.")
-    lag_records: int = Field(description="Records behind the log end at the latest batch.")
+    lag_records: int = Field(description="Records the latest batch left behind the log end "
+                                         "the source saw when it planned the batch.")
     last_batch_at: datetime | None
 
 
