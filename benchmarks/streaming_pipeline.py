@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing
 import random
 import statistics
@@ -285,7 +286,13 @@ def main() -> None:
     parser.add_argument("--sustain-seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the application's per-batch times (records collected, "
+                             "validation, compute and commit)")
     args = parser.parse_args()
+    if args.verbose:
+        logging.basicConfig(format="%(asctime)s %(message)s")
+        logging.getLogger("streaming.sinks").setLevel(logging.DEBUG)
     work = Path(tempfile.mkdtemp(prefix="gm-stream-bench-"))
     name = f"gm_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
