@@ -72,7 +72,10 @@ class GeneratorSettings(BaseSettings):
     compression: Compression = Field(
         default="lz4", description="Kafka compression codec."
     )
-    linger_ms: int = Field(default=50, ge=0, description="Producer linger (batching) in ms.")
+    linger_ms: int = Field(
+        default=100, ge=0,
+        description="Producer linger (batching) in ms: fewer, larger record batches. The embedded "
+                    "broker's requests slow down with the number of batches in a partition.")
     progress_interval: float = Field(
         default=5.0, gt=0, description="Seconds between progress lines."
     )

@@ -29,7 +29,7 @@ class EventProducer:
     """
 
     def __init__(self, bootstrap_servers: str, *, compression: str = "lz4",
-                 linger_ms: int = 50, message_timeout_ms: int = 120_000) -> None:
+                 linger_ms: int = 100, message_timeout_ms: int = 120_000) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.sent = 0
         self.delivered = 0
