@@ -14,10 +14,10 @@ nothing.
 The broker may be Apache Kafka or Tansu, whose reported log end can lag the true end; the log
 ends come from :class:`globalmart.kafka.LogProbe`, which finds the true end on both (on Tansu
 once a partition stops growing: until then a batch ends at the reported end, and the rest of
-the last record batch comes with the next one). When the broker forgets
-a topic (an in-memory broker restarted) or a partition's log ends before the checkpointed offset,
-the source logs a WARNING naming the topic and partitions and continues from the log start; a
-topic that does not exist yet is waited for. ``failOnDataLoss=true`` makes data loss an error.
+the last record batch comes with the next one). When the broker forgets a topic (an in-memory
+broker restarted) or a partition's log ends before the checkpointed offset, the source logs a
+WARNING naming the topic and partitions and continues from the log start; a topic that does not
+exist yet is waited for. ``failOnDataLoss=true`` makes data loss an error.
 
 Options (case-insensitive; anything else is refused):
 

@@ -83,11 +83,11 @@ def progress_rows(progress: Mapping[str, Any], result: BatchResult | None
     sources = progress.get("sources") or []
     start: dict[tuple[str, int], int] = {}
     end: dict[tuple[str, int], int] = {}
-    end_offsets: dict[tuple[str, int], int] = {}
+    planned_ends: dict[tuple[str, int], int] = {}  # the log ends seen when planning
     for source in sources:
         start.update(_offsets(source.get("startOffset")))
         end.update(_offsets(source.get("endOffset")))
-        end_offsets.update(_offsets(source.get("latestOffset")))
+        planned_ends.update(_offsets(source.get("latestOffset")))
     topics = sorted({t for t, _ in end}) or ["*"]
     total_rows = int(progress.get("numInputRows") or 0)
     if result is not None and result.records:
@@ -104,8 +104,8 @@ def progress_rows(progress: Mapping[str, Any], result: BatchResult | None
     rows = []
     for topic in topics:
         share = per_topic[topic] / total_rows if total_rows else 0.0
-        lag = sum(max(0, end_offsets[key] - offset) for key, offset in end.items()
-                  if key[0] == topic and key in end_offsets)
+        lag = sum(max(0, planned_ends[key] - offset) for key, offset in end.items()
+                  if key[0] == topic and key in planned_ends)
         rows.append({
             "query_name": progress.get("name") or progress.get("id"),
             "batch_id": int(progress["batchId"]),
