@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from generator.producer import LINGER_MS
+
 Compression = Literal["lz4", "zstd", "snappy", "gzip", "none"]
 
 
@@ -73,7 +75,7 @@ class GeneratorSettings(BaseSettings):
         default="lz4", description="Kafka compression codec."
     )
     linger_ms: int = Field(
-        default=100, ge=0,
+        default=LINGER_MS, ge=0,
         description="Producer linger (batching) in ms: fewer, larger record batches. The embedded "
                     "broker's requests slow down with the number of batches in a partition.")
     progress_interval: float = Field(

@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 _QUEUE_MESSAGES = 1_000_000
 _QUEUE_KBYTES = 1_048_576  # 1 GiB: room for a few seconds at full speed
+# Fewer, larger record batches: the embedded broker's requests slow down with the number of
+# batches in a partition (docs/streaming.md, Performance).
+LINGER_MS = 100
 
 
 class EventProducer:
@@ -29,7 +32,7 @@ class EventProducer:
     """
 
     def __init__(self, bootstrap_servers: str, *, compression: str = "lz4",
-                 linger_ms: int = 100, message_timeout_ms: int = 120_000) -> None:
+                 linger_ms: int = LINGER_MS, message_timeout_ms: int = 120_000) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.sent = 0
         self.delivered = 0
