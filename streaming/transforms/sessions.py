@@ -3,7 +3,7 @@ than 30 minutes, and the cart-abandonment facts of each session."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pandas as pd
 
@@ -53,11 +53,10 @@ def _timestamps(values: pd.Series) -> pd.Series:
 
 
 def _merged(rows: pd.DataFrame, gap: timedelta) -> pd.DataFrame:
-    """Session pieces (``SESSION_PIECE`` columns: times, counts, ``revenue_cents``,
-    ``last_cart_add_at``, ``purchase_times`` lists and a ``changed`` flag) merged the way
-    Spark's session windows merge: pieces of a session_id belong together when one starts less
-    than ``gap`` after the end of the pieces before it. One row per merged session with every
-    ``SESSION_COLUMNS`` value and ``changed`` (any of its pieces changed)."""
+    """Session pieces (times, counts, ``revenue_cents``, ``last_cart_add_at`` and
+    ``purchase_times`` lists) merged the way Spark's session windows merge: pieces of a
+    session_id belong together when one starts less than ``gap`` after the end of the pieces
+    before it. One row per merged session with every ``SESSION_COLUMNS`` value."""
     rows = rows.sort_values(["session_id", "session_start"], kind="stable").reset_index(drop=True)
     same = rows["session_id"].eq(rows["session_id"].shift())
     reach = rows.groupby("session_id", sort=False)["session_end"].cummax().shift()
@@ -67,8 +66,7 @@ def _merged(rows: pd.DataFrame, gap: timedelta) -> pd.DataFrame:
         session_start=("session_start", "min"), session_end=("session_end", "max"),
         page_views=("page_views", "sum"), cart_adds=("cart_adds", "sum"),
         cart_removes=("cart_removes", "sum"), purchases=("purchases", "sum"),
-        revenue=("revenue_cents", "sum"), last_cart_add_at=("last_cart_add_at", "max"),
-        changed=("changed", "any"))
+        revenue=("revenue_cents", "sum"), last_cart_add_at=("last_cart_add_at", "max"))
     times = rows[["piece", "purchase_times"]].explode("purchase_times").dropna()
     times["purchase_times"] = _timestamps(times["purchase_times"])
     times = times.sort_values(["piece", "purchase_times"], kind="stable")
@@ -85,7 +83,7 @@ def _merged(rows: pd.DataFrame, gap: timedelta) -> pd.DataFrame:
         merged["session_end"] - merged["session_start"]).dt.total_seconds()
     merged["converted"] = merged["purchases"] > 0
     merged["revenue"] = [money(c) for c in merged["revenue"]]
-    return merged.reset_index(drop=True)[[*SESSION_COLUMNS, "changed"]]
+    return merged.reset_index(drop=True)[SESSION_COLUMNS]
 
 
 def _single_purchases(kind: pd.Series, time: pd.Series) -> list[list]:
@@ -102,7 +100,8 @@ def session_metrics(activity: pd.DataFrame, gap: timedelta = SESSION_GAP) -> pd.
     after the previous one, as Spark's session windows do) with the ``session_metrics``
     columns. ``purchased_after_last_add`` tells whether a purchase came within 15 minutes
     after the last cart add (the abandonment test); ``purchase_times`` lets
-    :func:`merge_sessions` join pieces of a session seen in different micro-batches."""
+    :func:`streaming.sinks.merge_session_rows` join pieces of a session seen in different
+    micro-batches."""
     if activity.empty:
         return pd.DataFrame(columns=SESSION_COLUMNS)
     kind, time = activity["kind"], activity["event_time"]
@@ -112,38 +111,5 @@ def session_metrics(activity: pd.DataFrame, gap: timedelta = SESSION_GAP) -> pd.
         **{column: (kind == name).astype("int64") for name, column in _COUNTS.items()},
         "revenue_cents": activity["revenue_cents"],
         "last_cart_add_at": time.where(kind == "add"),
-        "purchase_times": _single_purchases(kind, time),
-        "changed": True})
-    return _merged(pieces, gap)[SESSION_COLUMNS]
-
-
-def merge_sessions(stored: pd.DataFrame, pieces: pd.DataFrame, gap: timedelta = SESSION_GAP
-                   ) -> tuple[pd.DataFrame, list[tuple[str, datetime]]]:
-    """Merge the session rows of one micro-batch (``pieces``, as :func:`session_metrics` makes
-    them) into the rows already stored for the same session ids (``SESSION_COLUMNS``), the
-    way Spark's session windows merge: two pieces of a session_id belong together when the
-    later one starts less than ``gap`` after the earlier one ends.
-
-    Returns the rows to upsert (those that changed, with every ``SESSION_COLUMNS`` value) and
-    the (session_id, session_start) keys of stored rows that were merged into another row.
-    """
-    def prepared(frame: pd.DataFrame, changed: bool) -> pd.DataFrame:
-        frame = frame.copy()
-        for column in ("session_start", "session_end", "last_cart_add_at"):
-            frame[column] = _timestamps(frame[column])
-        frame["revenue_cents"] = [cents(r) for r in frame["revenue"]]
-        frame["changed"] = changed
-        return frame
-
-    parts = [prepared(f, changed) for f, changed in ((stored, False), (pieces, True))
-             if not f.empty]
-    if not parts:
-        return pd.DataFrame(columns=SESSION_COLUMNS), []
-    merged = _merged(pd.concat(parts, ignore_index=True), gap)
-    keys = pd.MultiIndex.from_arrays([merged["session_id"], merged["session_start"]])
-    stored_keys = (pd.MultiIndex.from_arrays([parts[0]["session_id"], parts[0]["session_start"]])
-                   if not stored.empty else keys[:0])
-    upsert = merged["changed"].to_numpy() | ~keys.isin(stored_keys)
-    merged_away = sorted((sid, start.to_pydatetime())
-                         for sid, start in stored_keys.difference(keys))
-    return merged.loc[upsert, SESSION_COLUMNS].reset_index(drop=True), merged_away
+        "purchase_times": _single_purchases(kind, time)})
+    return _merged(pieces, gap)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pyarrow.parquet as pq
 import pytest
@@ -27,6 +28,7 @@ from streaming.sinks import (
     RealtimeSink,
     TopicWriter,
     detect_rapid_fire,
+    merge_session_rows,
 )
 from tests.streaming.events import (
     T0,
@@ -230,6 +232,60 @@ def test_a_purchase_within_15_minutes_of_the_last_add_is_not_abandonment(sink, d
     assert _query(db, "SELECT converted, purchased_after_last_add FROM session_metrics "
                       "WHERE session_id = 's-p'") == [(True, True)]
     assert _query(db, "SELECT count(*) FROM cart_abandonment") == [(0,)]
+
+
+def _piece(start: float, end: float | None = None, views: int = 1, add: float | None = None,
+           purchases: tuple = ()) -> dict:
+    """A session piece as :func:`session_metrics` makes them (times in minutes after T0)."""
+    minutes = [start, *purchases, *([] if add is None else [add])]
+    times = [T0 + timedelta(minutes=m) for m in sorted(purchases)]
+    last_add = None if add is None else T0 + timedelta(minutes=add)
+    return {"session_id": "s", "user_id": "u",
+            "session_start": T0 + timedelta(minutes=min(minutes)),
+            "session_end": T0 + timedelta(minutes=max([*minutes, end or start])),
+            "page_views": views, "cart_adds": int(add is not None), "cart_removes": 0,
+            "purchases": len(purchases), "revenue": Decimal("1.00") * len(purchases),
+            "last_cart_add_at": last_add,
+            "purchased_after_last_add": last_add is not None and any(
+                last_add <= t <= last_add + timedelta(minutes=15) for t in times),
+            "purchase_times": times}
+
+
+def _merge(url: str, *pieces: dict, forget: float = -60) -> list[tuple]:
+    """Merge a batch of session pieces; the stored sessions (start and end minute, views,
+    purchases, purchased after the last add, purchase times kept) in order."""
+    with psycopg.connect(url) as conn:
+        merge_session_rows(conn, pd.DataFrame(list(pieces)), T0 + timedelta(minutes=forget))
+    return [(round((start - T0).total_seconds() / 60), round((end - T0).total_seconds() / 60),
+             views, bought, after, [round((t - T0).total_seconds() / 60) for t in times])
+            for start, end, views, bought, after, times in _query(
+                url, "SELECT session_start, session_end, page_views, purchases, "
+                     "purchased_after_last_add, purchase_times FROM session_metrics "
+                     "ORDER BY session_start")]
+
+
+def test_session_pieces_join_stored_sessions_and_bridge_them(db) -> None:
+    assert _merge(db, _piece(0, 10, add=0), _piece(45, 50)) == [
+        (0, 10, 1, 0, False, []), (45, 50, 1, 0, False, [])]
+    # a purchase 25 min after the add bridges both sessions into one
+    assert _merge(db, _piece(25, 30, purchases=(25,))) == [(0, 50, 3, 1, False, [25])]
+    assert _merge(db, _piece(81, 82)) == [(0, 50, 3, 1, False, [25]), (81, 82, 1, 0, False, [])]
+
+
+@pytest.mark.parametrize("gap, rows", [(29, 1), (30, 2), (31, 2)])
+def test_a_piece_less_than_30_minutes_after_a_stored_session_joins_it(db, gap, rows) -> None:
+    _merge(db, _piece(0))
+    assert len(_merge(db, _piece(gap))) == rows
+
+
+def test_purchase_times_no_later_event_can_need_are_forgotten(db) -> None:
+    # bought 5 min after the add: found, and the purchase time is no longer needed once the
+    # query accepts no event older than minute 20
+    assert _merge(db, _piece(0, add=0, purchases=(5,)), forget=20) == [(0, 5, 1, 1, True, [])]
+    assert _merge(db, _piece(21), forget=21) == [(0, 21, 2, 1, True, [])]
+    # a later add needs a purchase after it
+    assert _merge(db, _piece(22, add=22), forget=22) == [(0, 22, 3, 1, False, [])]
+    assert _merge(db, _piece(30, purchases=(30,)), forget=22) == [(0, 30, 4, 2, True, [30])]
 
 
 def _read_topic(bootstrap: str, topic: str) -> list[dict]:

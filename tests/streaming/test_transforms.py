@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import pandas as pd
-import pytest
-
 from globalmart.contracts import parse_event
 from streaming.sinks import frame_rows
 from streaming.transforms.anomalies import rule_anomalies, user_transactions
@@ -23,7 +20,6 @@ from streaming.transforms.sales import (
 )
 from streaming.transforms.sessions import (
     SESSION_COLUMNS,
-    merge_sessions,
     session_activity,
     session_metrics,
 )
@@ -313,37 +309,3 @@ def test_session_figures_and_purchase_after_cart() -> None:
         "transactions": [transaction(user="d", time=at(minutes=15, seconds=1))],
     })
     assert late["converted"] and not late["purchased_after_last_add"]
-
-
-def test_merge_sessions_joins_pieces_across_batches() -> None:
-    def piece(start, end, views=1, adds=0, purchases=()):
-        return {"session_id": "s", "user_id": "u", "session_start": T0 + timedelta(minutes=start),
-                "session_end": T0 + timedelta(minutes=end), "page_views": views,
-                "cart_adds": adds, "cart_removes": 0, "purchases": len(purchases),
-                "revenue": Decimal("0"), "last_cart_add_at":
-                    T0 + timedelta(minutes=start) if adds else None,
-                "purchase_times": [T0 + timedelta(minutes=p) for p in purchases]}
-
-    stored = pd.DataFrame([piece(0, 10, adds=1), piece(45, 50)])
-    upserts, removed = merge_sessions(stored, pd.DataFrame([piece(25, 30, purchases=[25])]))
-    (merged,) = upserts.to_dict("records")
-    assert (merged["session_start"], merged["session_end"]) == (T0, T0 + timedelta(minutes=50))
-    assert merged["page_views"] == 3 and merged["purchases"] == 1 and merged["converted"]
-    assert not merged["purchased_after_last_add"]  # 25 min after the add
-    assert removed == [("s", T0 + timedelta(minutes=45))]
-    upserts, removed = merge_sessions(stored, pd.DataFrame([piece(81, 82)]))  # 31 min later
-    assert list(upserts["session_start"]) == [T0 + timedelta(minutes=81)]
-    assert removed == []
-
-
-@pytest.mark.parametrize("gap, sessions", [(29, 1), (31, 2)])
-def test_merge_sessions_gap_boundary(gap, sessions) -> None:
-    def piece(minute):
-        t = T0 + timedelta(minutes=minute)
-        return {"session_id": "s", "user_id": "u", "session_start": t, "session_end": t,
-                "page_views": 1, "cart_adds": 0, "cart_removes": 0, "purchases": 0,
-                "revenue": Decimal("0"), "last_cart_add_at": None, "purchase_times": []}
-
-    upserts, _ = merge_sessions(pd.DataFrame([piece(0)]), pd.DataFrame([piece(gap)]))
-    total_rows = 1 + len(upserts) - (1 if upserts["session_start"].iloc[0] == T0 else 0)
-    assert total_rows == sessions
