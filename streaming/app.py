@@ -11,7 +11,9 @@ product's event rates the fixed cost of Spark stages, not the data, dominated.
 
 Every ``raw_flush_interval``, and when the application stops, :class:`streaming.sinks.RawLayer`
 writes the buffered rows to the Parquet raw layer (one file per topic and day), so the lake
-gets few, large files while the real-time tables stay fresh.
+gets few, large files while the real-time tables stay fresh. Every ``vacuum_interval`` the
+tables the realtime query rewrites are vacuumed (autovacuum may be off, or too slow for tables
+rewritten every second).
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from streaming.config import StreamingSettings
 from streaming.metrics import PipelineMetricsListener, QuerySnapshot
 from streaming.notifier import build_notifier
 from streaming.schemas import raw_path
-from streaming.sinks import BatchStats, Postgres, RawLayer, RealtimeSink, TopicWriter
+from streaming.sinks import (
+    BatchStats,
+    Postgres,
+    RawLayer,
+    RealtimeSink,
+    TopicWriter,
+    vacuum_rewritten,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +184,18 @@ def flush_raw_layer(raw: RawLayer, echo: Callable[[str], None]) -> bool:
     return True
 
 
+def vacuum(db_url: str, echo: Callable[[str], None]) -> None:
+    """Vacuum the tables the realtime query rewrites; a failure is reported and left for the
+    next time."""
+    started = time.monotonic()
+    try:
+        vacuum_rewritten(db_url)
+    except Exception as exc:  # noqa: BLE001 - the stream goes on; the next vacuum catches up
+        echo(f"stream: vacuum failed, retrying at the next one: {exc}")
+        return
+    log.debug("vacuumed the realtime tables in %.0f ms", (time.monotonic() - started) * 1000)
+
+
 def progress_line(snapshots: dict[str, QuerySnapshot]) -> str:
     """One short line: per query the last batch, its rate and lag."""
     if not snapshots:
@@ -213,6 +234,8 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
         next_line = time.monotonic() + settings.progress_interval_seconds
         flush_every = parse_duration(settings.raw_flush_interval).total_seconds()
         next_flush = time.monotonic() + flush_every
+        vacuum_every = parse_duration(settings.vacuum_interval).total_seconds()
+        next_vacuum = time.monotonic() + vacuum_every
         while not stop.is_set():
             for name, query in list(running.items()):
                 if query.isActive or query.exception() is None:
@@ -235,6 +258,9 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
             if time.monotonic() >= next_flush:
                 flush_raw_layer(raw, echo)
                 next_flush = time.monotonic() + flush_every
+            if vacuum_every and time.monotonic() >= next_vacuum:
+                vacuum(platform.db_url, echo)
+                next_vacuum = time.monotonic() + vacuum_every
             if time.monotonic() >= next_line:
                 echo(progress_line(listener.snapshots))
                 next_line += settings.progress_interval_seconds

@@ -31,6 +31,11 @@ class StreamingSettings(BaseSettings):
         default="10 seconds",
         description="How often the raw-layer rows the realtime query buffered are written to "
                     "Parquet (fewer, larger files; the realtime tables do not wait for it).")
+    vacuum_interval: str = Field(
+        default="10 seconds",
+        description="How often the application vacuums the tables the realtime query rewrites "
+                    "every batch (sessions, de-duplication state, counters), whose dead rows "
+                    "would otherwise pile up where autovacuum is off or lags; 0 seconds: never.")
     watermark: str = Field(default="10 minutes",
                            description="How late an event may arrive (dedup, windows, sessions).")
     starting_offsets: Literal["earliest", "latest"] = Field(

@@ -90,6 +90,24 @@ def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, An
     return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
+# Tables the realtime query updates or deletes from in every batch.
+REWRITTEN_TABLES = ("stream_state.seen_events", "stream_state.query_progress",
+                    "stream_state.raw_buffer", "stream_state.recent_transactions",
+                    "stream_state.inventory_counters", "public.inventory_status",
+                    "public.session_metrics", "public.sales_metrics",
+                    "public.sales_metrics_hourly", "public.order_metrics")
+
+
+def vacuum_rewritten(db_url: str) -> None:
+    """``VACUUM (ANALYZE)`` the tables the realtime query rewrites every batch. Each batch
+    rewrites the row of every session it touches and forgets the ids behind the watermark; where
+    autovacuum is off or lags, their dead rows pile up and every batch slows down."""
+    from globalmart.db import connect
+
+    with connect(db_url, autocommit=True) as conn:
+        conn.execute(f"VACUUM (ANALYZE) {', '.join(REWRITTEN_TABLES)}")
+
+
 # --- Kafka ------------------------------------------------------------------------------------
 
 class TopicWriter:

@@ -22,6 +22,7 @@ from globalmart.kafka import ensure_topics, true_end_offsets
 from streaming.notifier import LogNotifier
 from streaming.schemas import raw_arrow_schema
 from streaming.sinks import (
+    REWRITTEN_TABLES,
     BatchStats,
     Postgres,
     RawLayer,
@@ -29,6 +30,7 @@ from streaming.sinks import (
     TopicWriter,
     detect_rapid_fire,
     merge_session_rows,
+    vacuum_rewritten,
 )
 from tests.streaming.events import (
     T0,
@@ -404,3 +406,20 @@ def test_late_events_reach_the_raw_layer_but_not_the_tables(sink, db, tmp_path) 
     landed = pq.read_table(tmp_path / "raw" / "transactions").column("transaction_id")
     assert sorted(landed.to_pylist()) == ["late", "now"]
     raw.close()
+
+
+def test_the_rewritten_tables_are_vacuumed(sink, db) -> None:
+    for batch in range(2):  # the second batch rewrites the session of the first
+        _activity(sink, batch, {"product_views": [view("v", at(minutes=batch))]})
+    sink.postgres.close()  # a backend reports its statistics when it exits
+    dead = ("SELECT n_dead_tup FROM pg_stat_user_tables "
+            "WHERE relid = 'public.session_metrics'::regclass")
+    deadline = time.monotonic() + 10
+    while _query(db, dead)[0][0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _query(db, dead)[0][0] > 0
+    vacuum_rewritten(db)
+    assert _query(db, dead)[0][0] == 0
+    vacuumed = _query(db, "SELECT schemaname || '.' || relname FROM pg_stat_user_tables "
+                          "WHERE vacuum_count > 0")
+    assert set(REWRITTEN_TABLES) <= {name for (name,) in vacuumed}
