@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -136,10 +137,24 @@ def copy_arrow(conn: psycopg.Connection, table: sql.Composable, data: pa.Table) 
     if data.num_rows == 0:
         return 0
     buffer = io.BytesIO()
-    pa_csv.write_csv(data, buffer, pa_csv.WriteOptions(include_header=False,
-                                                       quoting_style="all_valid"))
+    pa_csv.write_csv(_utc_text(data), buffer,
+                     pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"))
     columns = sql.SQL(", ").join(sql.Identifier(name) for name in data.column_names)
     statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(table, columns)
     with conn.cursor() as cur, cur.copy(statement) as copy:
         copy.write(buffer.getvalue())
     return data.num_rows
+
+
+def _utc_text(data: pa.Table) -> pa.Table:
+    """``data`` with its time-zone-aware timestamps as ISO 8601 text in UTC, to the microsecond
+    (PostgreSQL's precision), formatted by numpy: Arrow's CSV writer takes ~4 times as long."""
+    for index, field in enumerate(data.schema):
+        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+            column = data.column(index).combine_chunks()
+            micros = column.cast(pa.timestamp("us", tz="UTC"), safe=False).cast(pa.int64())
+            text = np.datetime_as_string(micros.fill_null(0).to_numpy().astype("datetime64[us]"),
+                                         unit="us", timezone="UTC")
+            nulls = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
+            data = data.set_column(index, field.name, pa.array(text, pa.string(), mask=nulls))
+    return data

@@ -22,8 +22,10 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -231,7 +233,7 @@ def copy_frame(conn: psycopg.Connection, table: str, ddl: str, frame: pd.DataFra
     """Create temporary ``table`` (``ddl`` column definitions in ``frame``'s column order,
     dropped at commit) and bulk-load ``frame`` with :func:`globalmart.db.copy_arrow` (no Python
     work per row; for the large per-event tables). List values become PostgreSQL array
-    literals."""
+    literals, decimals text."""
     conn.execute(f"CREATE TEMP TABLE {table} ({ddl}) ON COMMIT DROP")
     if frame.empty:
         return
@@ -240,6 +242,8 @@ def copy_frame(conn: psycopg.Connection, table: str, ddl: str, frame: pd.DataFra
         if isinstance(frame[name].iloc[0], list):
             frame[name] = ["{" + ",".join(f'"{v}"' for v in values) + "}"
                            for values in frame[name]]
+        elif isinstance(frame[name].iloc[0], Decimal):  # as text: Arrow infers decimals slowly
+            frame[name] = [None if v is None else str(v) for v in frame[name]]
     copy_arrow(conn, sql.Identifier(table), pa.Table.from_pandas(frame, preserve_index=False))
 
 
@@ -595,21 +599,24 @@ _SESSION_WRITE = """
         purchase_times = EXCLUDED.purchase_times, updated_at = EXCLUDED.updated_at"""
 
 
-def merge_session_rows(conn: psycopg.Connection, pieces: pd.DataFrame, forget: datetime) -> int:
-    """Merge a batch's session pieces (:func:`session_metrics`) into ``session_metrics``, in
-    PostgreSQL, the way Spark's session windows merge: two parts of a session_id belong
-    together when the later one starts less than the gap after the ones before it end. The
-    stored rows merged are replaced by one row per merged session. Purchase times before
-    ``forget`` (no later event of the query is older) are dropped when they can no longer
-    decide the abandonment test. Returns the session rows written."""
-    if pieces.empty:
-        return 0
+def stage_session_pieces(conn: psycopg.Connection, pieces: pd.DataFrame) -> None:
+    """Load a batch's session pieces (:func:`session_metrics`) into the temporary table
+    ``tmp_pieces`` for :func:`merge_staged_sessions`."""
     copy_frame(conn, "tmp_pieces",
                "session_id text, user_id text, session_start timestamptz, session_end timestamptz,"
                " page_views int, cart_adds int, cart_removes int, purchases int,"
                " revenue numeric(14,2), last_cart_add_at timestamptz,"
                " purchased_after_last_add boolean, purchase_times timestamptz[]",
                pieces[_SESSION_PART.split(", ")])
+
+
+def merge_staged_sessions(conn: psycopg.Connection, forget: datetime) -> int:
+    """Merge the staged session pieces into ``session_metrics``, in PostgreSQL, the way Spark's
+    session windows merge: two parts of a session_id belong together when the later one starts
+    less than the gap after the ones before it end. The stored rows merged are replaced by one
+    row per merged session. Purchase times before ``forget`` (no later event of the query is
+    older) are dropped when they can no longer decide the abandonment test. Returns the session
+    rows written."""
     # No row locks: the batch's transaction holds its query's progress row (load_watermark),
     # and only the realtime query writes sessions.
     conn.execute(_SESSION_ISLANDS, {"gap": SESSION_GAP})
@@ -771,8 +778,7 @@ class RealtimeSink:
                     self.writer.send_all(DEAD_LETTER_TOPIC,
                                          ((d.topic, d.model_dump_json()) for d in letters))
                 write_dead_letters(conn, letters)
-            result.rows = (len(letters) + self.write_events(conn, events, batch_id, alerts)
-                           + buffer_raw(conn, pd.concat([events, late]), batch_id))
+            result.rows = len(letters) + self.write_events(conn, events, late, batch_id, alerts)
             if self.writer is not None:
                 publish_alerts(self.writer, alerts)
             outcome.append(result)
@@ -787,23 +793,30 @@ class RealtimeSink:
                   (time.monotonic() - validated_at) * 1000)
         return result
 
-    def write_events(self, conn: psycopg.Connection, events: pd.DataFrame, batch_id: int,
-                     alerts: list[Alert]) -> int:
-        """Write what the accepted ``events`` change; append the alerts raised; return the
-        rows written."""
+    def write_events(self, conn: psycopg.Connection, events: pd.DataFrame, late: pd.DataFrame,
+                     batch_id: int, alerts: list[Alert]) -> int:
+        """Write what the accepted ``events`` change, buffer them and the ``late`` ones for the
+        raw layer, append the alerts raised, and return the rows written. The sessions are
+        merged (in PostgreSQL, on a second thread) while the other figures and the raw-layer
+        rows are computed."""
+        raw = pd.concat([events, late])
         if events.empty:
-            return 0
-        transactions = of_topic(events, "transactions")
-        order_rows, lines = orders(transactions), transaction_lines(transactions)
-        minute = frame_rows(sales_metrics(lines, MINUTE), SALES_COLUMNS)
-        hourly = frame_rows(sales_metrics(lines, HOUR), SALES_COLUMNS)
-        order_figures = frame_rows(order_metrics(order_rows), ORDER_METRIC_COLUMNS)
-        rules = frame_rows(rule_anomalies(order_rows), ANOMALY_COLUMNS)
-        users = frame_rows(user_transactions(order_rows), USER_TX_COLUMNS)
-        moves = frame_rows(stock_changes(lines, of_topic(events, "inventory_events")),
-                           MOVEMENT_COLUMNS)
-        pieces = session_metrics(session_activity(events))
+            return buffer_raw(conn, raw_rows(raw, batch_id))
         newest = events["event_time"].max().to_pydatetime()
+        stage_session_pieces(conn, session_metrics(session_activity(events)))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            merging = pool.submit(merge_staged_sessions, conn, newest - self.lateness)
+            transactions = of_topic(events, "transactions")
+            order_rows, lines = orders(transactions), transaction_lines(transactions)
+            minute = frame_rows(sales_metrics(lines, MINUTE), SALES_COLUMNS)
+            hourly = frame_rows(sales_metrics(lines, HOUR), SALES_COLUMNS)
+            order_figures = frame_rows(order_metrics(order_rows), ORDER_METRIC_COLUMNS)
+            rules = frame_rows(rule_anomalies(order_rows), ANOMALY_COLUMNS)
+            users = frame_rows(user_transactions(order_rows), USER_TX_COLUMNS)
+            moves = frame_rows(stock_changes(lines, of_topic(events, "inventory_events")),
+                               MOVEMENT_COLUMNS)
+            buffered = raw_rows(raw, batch_id)
+            sessions = merging.result()
 
         add_sales(conn, "public.sales_metrics", minute)
         add_sales(conn, "public.sales_metrics_hourly", hourly)
@@ -814,10 +827,9 @@ class RealtimeSink:
         alerts.extend(anomaly_alerts(found, self.critical_score))
         alerts.extend(apply_stock_movements(conn, moves, self.query_name, batch_id))
         insert_alerts(conn, alerts)
-        sessions = merge_session_rows(conn, pieces, newest - self.lateness)
         sessions += decide_abandonment(conn, self.query_name, newest, self.lateness)
         return (len(minute) + len(hourly) + len(order_figures) + len(rules) + len(moves)
-                + sessions)
+                + sessions + buffer_raw(conn, buffered))
 
 
 # --- Raw layer --------------------------------------------------------------------------------
@@ -830,10 +842,9 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def buffer_raw(conn: psycopg.Connection, events: pd.DataFrame, batch_id: int) -> int:
-    """Add the accepted ``events`` of batch ``batch_id`` to ``stream_state.raw_buffer`` (one
-    Arrow blob per topic and event date), in the batch's transaction; :class:`RawLayer` turns
-    them into Parquet. Returns the events buffered."""
+def raw_rows(events: pd.DataFrame, batch_id: int) -> list[tuple]:
+    """The accepted ``events`` of batch ``batch_id`` as rows of ``stream_state.raw_buffer``:
+    one Arrow blob per topic and event date."""
     rows = []
     for topic in INPUT_TOPICS:
         table = accepted(events, topic)
@@ -841,6 +852,12 @@ def buffer_raw(conn: psycopg.Connection, events: pd.DataFrame, batch_id: int) ->
             part = table.filter(pc.equal(table["event_date"], day)).drop_columns("event_date")
             rows.append((batch_id, topic, day, part.num_rows,
                          pc.max(part["event_time"]).as_py(), _ipc(part)))
+    return rows
+
+
+def buffer_raw(conn: psycopg.Connection, rows: Sequence[tuple]) -> int:
+    """Add :func:`raw_rows` to ``stream_state.raw_buffer``, in the batch's transaction;
+    :class:`RawLayer` turns them into Parquet. Returns the events buffered."""
     if rows:
         conn.cursor().executemany(
             "INSERT INTO stream_state.raw_buffer (batch_id, topic, event_date, row_count, "

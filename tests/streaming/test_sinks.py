@@ -29,7 +29,8 @@ from streaming.sinks import (
     RealtimeSink,
     TopicWriter,
     detect_rapid_fire,
-    merge_session_rows,
+    merge_staged_sessions,
+    stage_session_pieces,
     vacuum_rewritten,
 )
 from tests.streaming.events import (
@@ -257,7 +258,8 @@ def _merge(url: str, *pieces: dict, forget: float = -60) -> list[tuple]:
     """Merge a batch of session pieces; the stored sessions (start and end minute, views,
     purchases, purchased after the last add, purchase times kept) in order."""
     with psycopg.connect(url) as conn:
-        merge_session_rows(conn, pd.DataFrame(list(pieces)), T0 + timedelta(minutes=forget))
+        stage_session_pieces(conn, pd.DataFrame(list(pieces)))
+        merge_staged_sessions(conn, T0 + timedelta(minutes=forget))
     return [(round((start - T0).total_seconds() / 60), round((end - T0).total_seconds() / 60),
              views, bought, after, [round((t - T0).total_seconds() / 60) for t in times])
             for start, end, views, bought, after, times in _query(
