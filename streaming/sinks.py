@@ -527,6 +527,7 @@ def anomaly_alerts(found: Iterable[tuple], min_score: float) -> list[Alert]:
 _SESSION_PART = ("session_id, user_id, session_start, session_end, page_views, cart_adds, "
                  "cart_removes, purchases, revenue, last_cart_add_at, purchased_after_last_add, "
                  "purchase_times")
+_STORED_PART = "s." + _SESSION_PART.removeprefix("session_id, ").replace(", ", ", s.")
 
 # The stored sessions a batch's pieces can join (within the gap of a piece of their session id)
 # and the pieces, numbered into islands as Spark's session windows merge them: ordered by start,
@@ -538,7 +539,7 @@ _SESSION_ISLANDS = f"""
         SELECT session_id, min(session_start) - %(gap)s AS lo, max(session_end) + %(gap)s AS hi
         FROM tmp_pieces GROUP BY session_id),
     parts AS (
-        SELECT s.{_SESSION_PART.replace(", ", ", s.")}, false AS fresh
+        SELECT s.session_id COLLATE "C", {_STORED_PART}, false AS fresh
         FROM public.session_metrics s JOIN bounds b USING (session_id)
         WHERE s.session_start <= b.hi AND s.session_end >= b.lo
         UNION ALL
@@ -603,7 +604,8 @@ def stage_session_pieces(conn: psycopg.Connection, pieces: pd.DataFrame) -> None
     """Load a batch's session pieces (:func:`session_metrics`) into the temporary table
     ``tmp_pieces`` for :func:`merge_staged_sessions`."""
     copy_frame(conn, "tmp_pieces",
-               "session_id text, user_id text, session_start timestamptz, session_end timestamptz,"
+               'session_id text COLLATE "C", user_id text, session_start timestamptz,'
+               " session_end timestamptz,"
                " page_views int, cart_adds int, cart_removes int, purchases int,"
                " revenue numeric(14,2), last_cart_add_at timestamptz,"
                " purchased_after_last_add boolean, purchase_times timestamptz[]",
