@@ -59,11 +59,19 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def event_id(rng: random.Random, moment: datetime) -> str:
+    """A version-7 UUID for an event at ``moment``, as the generator makes them: the Unix time
+    in milliseconds, then random bits."""
+    millis = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    return str(uuid.UUID(int=(millis << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64)
+                         | (0b10 << 62) | rng.getrandbits(62)))
+
+
 def make_event(rng: random.Random, moment: datetime, high_value: bool = False
                ) -> tuple[str, str, bytes]:
     """One event of the mix: 62% views, 25% cart events, 10% transactions, 3% inventory."""
     user = f"u{rng.randrange(50_000)}"
-    base = {"event_id": str(uuid.uuid4()), "event_time": _iso(moment), "schema_version": 1}
+    base = {"event_id": event_id(rng, moment), "event_time": _iso(moment), "schema_version": 1}
     draw = rng.random()
     if high_value or 0.87 <= draw < 0.97:
         quantity = 1 if high_value else rng.randint(1, 3)

@@ -41,6 +41,16 @@ def test_every_event_is_valid_against_its_contract_and_keyed(catalog: Catalog) -
     assert topics["product_views"] > 3 * topics["cart_events"] > 3 * topics["transactions"]
 
 
+def test_event_ids_are_version_7_and_carry_the_event_time(catalog: Catalog) -> None:
+    run = simulate(catalog, 5_000)
+    events = [parse_event(topic, value) for topic, _key, value in run.messages]
+    assert {e.event_id.version for e in events} == {7}
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert all(e.event_id.int >> 80 == (e.event_time - epoch) // timedelta(milliseconds=1)
+               for e in events)
+    assert len({e.event_id for e in events}) == len(events)
+
+
 def test_transactions_are_consistent_and_clean_ones_trip_no_rule(catalog: Catalog) -> None:
     run = simulate(catalog, 80_000, anomaly_rate=0.02)
     txs = transactions(by_topic(run.messages)["transactions"])
