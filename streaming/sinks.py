@@ -532,7 +532,7 @@ _STORED_PART = "s." + _SESSION_PART.removeprefix("session_id, ").replace(", ", "
 # The stored sessions a batch's pieces can join (within the gap of a piece of their session id)
 # and the pieces, numbered into islands as Spark's session windows merge them: ordered by start,
 # a part opens a new island when it starts ``gap`` or more after the latest end before it.
-# Only islands holding a piece are kept, with their latest cart add.
+# Only islands holding a piece are kept, with their start and latest cart add.
 _SESSION_ISLANDS = f"""
     CREATE TEMP TABLE tmp_parts ON COMMIT DROP AS
     WITH bounds AS (
@@ -605,8 +605,8 @@ def stage_session_pieces(conn: psycopg.Connection, pieces: pd.DataFrame) -> None
     ``tmp_pieces`` for :func:`merge_staged_sessions`."""
     copy_frame(conn, "tmp_pieces",
                'session_id text COLLATE "C", user_id text, session_start timestamptz,'
-               " session_end timestamptz,"
-               " page_views int, cart_adds int, cart_removes int, purchases int,"
+               " session_end timestamptz, page_views int, cart_adds int, cart_removes int,"
+               " purchases int,"
                " revenue numeric(14,2), last_cart_add_at timestamptz,"
                " purchased_after_last_add boolean, purchase_times timestamptz[]",
                pieces[_SESSION_PART.split(", ")])
