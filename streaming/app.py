@@ -173,27 +173,15 @@ def start_query(w: Wiring, build: Callable[[], DataStreamWriter],
     return writer.trigger(processingTime=w.settings.trigger_interval).start()
 
 
-def flush_raw_layer(raw: RawLayer, echo: Callable[[str], None]) -> bool:
-    """Flush the raw layer; a failure is reported and left for the next flush (the buffer
-    keeps the rows). Returns whether it succeeded."""
+def upkeep(what: str, work: Callable[[], object], echo: Callable[[str], None]) -> bool:
+    """Run a periodic upkeep step (the raw-layer flush, the vacuum); a failure is reported and
+    left for the next time (a flush's rows stay buffered). Returns whether it succeeded."""
     try:
-        raw.flush()
-    except Exception as exc:  # noqa: BLE001 - the stream goes on; the rows stay buffered
-        echo(f"stream: raw-layer flush failed, retrying at the next one: {exc}")
+        work()
+    except Exception as exc:  # noqa: BLE001 - the stream goes on; the next run catches up
+        echo(f"stream: {what} failed, retrying at the next one: {exc}")
         return False
     return True
-
-
-def vacuum(db_url: str, echo: Callable[[str], None]) -> None:
-    """Vacuum the tables the realtime query rewrites; a failure is reported and left for the
-    next time."""
-    started = time.monotonic()
-    try:
-        vacuum_rewritten(db_url)
-    except Exception as exc:  # noqa: BLE001 - the stream goes on; the next vacuum catches up
-        echo(f"stream: vacuum failed, retrying at the next one: {exc}")
-        return
-    log.debug("vacuumed the realtime tables in %.0f ms", (time.monotonic() - started) * 1000)
 
 
 def progress_line(snapshots: dict[str, QuerySnapshot]) -> str:
@@ -256,10 +244,10 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
                 echo("stream: caught up")
                 break
             if time.monotonic() >= next_flush:
-                flush_raw_layer(raw, echo)
+                upkeep("raw-layer flush", raw.flush, echo)
                 next_flush = time.monotonic() + flush_every
             if vacuum_every and time.monotonic() >= next_vacuum:
-                vacuum(platform.db_url, echo)
+                upkeep("vacuum", lambda: vacuum_rewritten(platform.db_url), echo)
                 next_vacuum = time.monotonic() + vacuum_every
             if time.monotonic() >= next_line:
                 echo(progress_line(listener.snapshots))
@@ -276,7 +264,7 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
         spark.streams.removeListener(listener)
         listener.close()
         wiring.writer.close()
-        if not flush_raw_layer(raw, echo):
+        if not upkeep("raw-layer flush", raw.flush, echo):
             status = 1
         raw.close()
     echo(f"stream: stopped (status {status})")

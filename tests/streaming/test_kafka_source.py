@@ -273,7 +273,6 @@ def test_probe_follows_appends_and_skips_unchanged_partitions(broker):
         assert probe.start_offsets(partitions) == dict.fromkeys(partitions, 0)
 
 
-
 def test_a_planner_probe_takes_a_growing_log_at_its_reported_end_then_finds_the_true_end(broker):
     ensure_topics(broker.bootstrap_servers, TOPICS)
     records = produce(broker.bootstrap_servers, TOPICS, 3000, "a")
@@ -290,6 +289,7 @@ def test_a_planner_probe_takes_a_growing_log_at_its_reported_end_then_finds_the_
         assert {k: v for k, v in growing.items() if k[0] != TOPICS[0]} == {
             k: v for k, v in true_ends.items() if k[0] != TOPICS[0]}
         assert probe.end_offsets(partitions, exact=False) == true_ends  # it stopped growing
+
 
 # --- the reader outside Spark (its planning logic and warnings) -----------------------------
 
