@@ -64,11 +64,13 @@ def prefill(url: str, count: int, before: datetime, random_ids: bool) -> None:
     ids = "gen_random_uuid()" if random_ids else _ID_FROM_TIME
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            f"INSERT INTO stream_state.seen_events (query_name, topic, event_id, event_time) "
-            f"SELECT 'realtime', 'product_views', {ids}, t FROM ("
+            f"INSERT INTO stream_state.seen_events (generation, topic, event_id, event_time) "
+            f"SELECT 0, 'product_views', {ids}, t FROM ("
             f"  SELECT %s::timestamptz - interval '600 s' + (i::float8 / %s) * interval '600 s'"
             f"  AS t FROM generate_series(1, %s) i) g", (before, count, count))
-        conn.execute("VACUUM ANALYZE stream_state.seen_events")
+        conn.execute("UPDATE stream_state.seen_generations SET newest = "
+                     "(SELECT max(event_time) FROM stream_state.seen_events) WHERE current")
+        conn.execute("VACUUM ANALYZE stream_state.seen_events_0")
 
 
 def batches(count: int, size: int, start: datetime, random_ids: bool) -> list:

@@ -282,6 +282,7 @@ def fresh(url: str, platform: PlatformSettings, label: str) -> PlatformSettings:
         conn.execute("TRUNCATE pipeline_metrics, stream_state.batch_commits, "
                      "stream_state.seen_events, stream_state.query_progress, "
                      "stream_state.raw_buffer")
+        conn.execute("UPDATE stream_state.seen_generations SET newest = NULL")
     return platform.model_copy(update={"lake_path": f"{platform.lake}-{label}"})
 
 
@@ -296,11 +297,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--verbose", action="store_true",
                         help="print the application's per-batch times (records collected, "
-                             "validation, compute and commit)")
+                             "validation, compute and commit; Spark's own steps)")
     args = parser.parse_args()
     if args.verbose:
         logging.basicConfig(format="%(asctime)s %(message)s")
-        logging.getLogger("streaming.sinks").setLevel(logging.DEBUG)
+        for name in ("streaming.sinks", "streaming.metrics"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
     work = Path(tempfile.mkdtemp(prefix="gm-stream-bench-"))
     name = f"gm_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:

@@ -13,7 +13,7 @@ Every ``raw_flush_interval``, and when the application stops, :class:`streaming.
 writes the buffered rows to the Parquet raw layer (one file per topic and day), so the lake
 gets few, large files while the real-time tables stay fresh. Every ``vacuum_interval`` the
 tables the realtime query rewrites are vacuumed (autovacuum may be off, or too slow for tables
-rewritten every second).
+rewritten every second), and analysed at every ``ANALYZE_EVERY``-th vacuum.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 # Python workers of a busy machine can take longer than the default 15 s to connect back.
 SPARK_CONF = {"spark.python.authenticate.socketTimeout": "120s"}
 REALTIME_QUERY = "realtime"
+ANALYZE_EVERY = 6
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -132,8 +134,9 @@ def check_checkpoint(db_url: str, lake: str, query_name: str, checkpoint: str) -
     with connect(db_url) as conn:
         last = conn.execute("SELECT max(batch_id) FROM stream_state.batch_commits "
                             "WHERE query_name = %s", (query_name,)).fetchone()[0]  # type: ignore[index]
-    remedy = ("restore the checkpoint, or start over: DELETE FROM stream_state.batch_commits, "
-              f"seen_events and query_progress WHERE query_name = '{query_name}'")
+    remedy = ("restore the checkpoint, or start over: DELETE FROM stream_state.batch_commits "
+              f"and query_progress WHERE query_name = '{query_name}', and TRUNCATE "
+              "stream_state.seen_events")
     if last is not None:
         raise CheckpointError(
             f"query {query_name} committed batches up to {last} in PostgreSQL but its "
@@ -224,6 +227,7 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
         next_flush = time.monotonic() + flush_every
         vacuum_every = parse_duration(settings.vacuum_interval).total_seconds()
         next_vacuum = time.monotonic() + vacuum_every
+        vacuums = 0
         while not stop.is_set():
             for name, query in list(running.items()):
                 if query.isActive or query.exception() is None:
@@ -247,7 +251,9 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
                 upkeep("raw-layer flush", raw.flush, echo)
                 next_flush = time.monotonic() + flush_every
             if vacuum_every and time.monotonic() >= next_vacuum:
-                upkeep("vacuum", lambda: vacuum_rewritten(platform.db_url), echo)
+                upkeep("vacuum", partial(vacuum_rewritten, platform.db_url,
+                                         analyze=vacuums % ANALYZE_EVERY == 0), echo)
+                vacuums += 1
                 next_vacuum = time.monotonic() + vacuum_every
             if time.monotonic() >= next_line:
                 echo(progress_line(listener.snapshots))

@@ -34,8 +34,9 @@ class StreamingSettings(BaseSettings):
     vacuum_interval: str = Field(
         default="10 seconds",
         description="How often the application vacuums the tables the realtime query rewrites "
-                    "every batch (sessions, de-duplication state, counters), whose dead rows "
-                    "would otherwise pile up where autovacuum is off or lags; 0 seconds: never.")
+                    "every batch (sessions, recent transactions, counters), whose dead rows "
+                    "would otherwise pile up where autovacuum is off or lags (every 6th time "
+                    "it also analyses them); 0 seconds: never.")
     watermark: str = Field(default="10 minutes",
                            description="How late an event may arrive (dedup, windows, sessions).")
     starting_offsets: Literal["earliest", "latest"] = Field(

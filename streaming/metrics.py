@@ -169,6 +169,9 @@ class PipelineMetricsListener(StreamingQueryListener):
         with self._lock:
             name = str(progress.get("name") or progress.get("id"))
             rows = progress_rows(progress, self._batch_result(name, int(progress["batchId"])))
+            log.debug("%s batch %s: Spark's durations (ms): %s", name, progress["batchId"],
+                      ", ".join(f"{step} {ms}" for step, ms
+                                in sorted((progress.get("durationMs") or {}).items())))
             self._write(rows)
             self.snapshots[name] = QuerySnapshot(
                 batch_id=int(progress["batchId"]),

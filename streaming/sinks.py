@@ -93,21 +93,23 @@ def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, An
 
 
 # Tables the realtime query updates or deletes from in every batch.
-REWRITTEN_TABLES = ("stream_state.seen_events", "stream_state.query_progress",
+REWRITTEN_TABLES = ("stream_state.seen_generations", "stream_state.query_progress",
                     "stream_state.raw_buffer", "stream_state.recent_transactions",
                     "stream_state.inventory_counters", "public.inventory_status",
                     "public.session_metrics", "public.sales_metrics",
                     "public.sales_metrics_hourly", "public.order_metrics")
 
 
-def vacuum_rewritten(db_url: str) -> None:
-    """``VACUUM (ANALYZE)`` the tables the realtime query rewrites every batch. Each batch
-    rewrites the row of every session it touches and forgets the ids behind the watermark; where
-    autovacuum is off or lags, their dead rows pile up and every batch slows down."""
+def vacuum_rewritten(db_url: str, analyze: bool = True) -> None:
+    """``VACUUM`` (and with ``analyze``, ``ANALYZE``) the tables the realtime query rewrites
+    every batch. Each batch rewrites the row of every session it touches and forgets the
+    transactions behind the watermark; where autovacuum is off or lags, their dead rows pile up
+    and every batch slows down. (Analysing samples up to 30,000 rows of each table, which is
+    needed far less often.)"""
     from globalmart.db import connect
 
     with connect(db_url, autocommit=True) as conn:
-        conn.execute(f"VACUUM (ANALYZE) {', '.join(REWRITTEN_TABLES)}")
+        conn.execute(f"VACUUM {'(ANALYZE) ' if analyze else ''}{', '.join(REWRITTEN_TABLES)}")
 
 
 # --- Kafka ------------------------------------------------------------------------------------
@@ -681,26 +683,53 @@ def load_watermark(conn: psycopg.Connection, query_name: str,
     return None if row is None else row[0] - lateness
 
 
-def claim_events(conn: psycopg.Connection, query_name: str, events: pd.DataFrame,
+def rotate_seen_generations(conn: psycopg.Connection, watermark: datetime | None) -> int:
+    """The current generation of ``stream_state.seen_events``. Once every id of the older
+    generation is behind ``watermark`` (or it is empty and the current one is not), the older
+    one is emptied and becomes current; the other, which no longer changes, is analysed so
+    that the probes into it are planned on its real size. The rows stay locked until the batch
+    commits."""
+    (older, _, older_newest), (current, _, newest) = conn.execute(
+        "SELECT generation, current, newest FROM stream_state.seen_generations "
+        "ORDER BY current FOR UPDATE").fetchall()
+    if newest is None or not (older_newest is None
+                              or watermark is not None and older_newest < watermark):
+        return current
+    if older_newest is not None:
+        conn.execute(sql.SQL("TRUNCATE {}").format(_seen_partition(older)))
+    conn.execute("UPDATE stream_state.seen_generations "
+                 "SET current = NOT current, newest = CASE WHEN current THEN newest END")
+    conn.execute(sql.SQL("ANALYZE {}").format(_seen_partition(current)))
+    return older
+
+
+def _seen_partition(generation: int) -> sql.Identifier:
+    return sql.Identifier("stream_state", f"seen_events_{generation}")
+
+
+def claim_events(conn: psycopg.Connection, events: pd.DataFrame,
                  watermark: datetime | None) -> pd.DataFrame:
-    """The ``events`` (one copy each) whose (topic, event_id) the query has not seen within the
-    watermark; they are recorded as seen, and ids behind the watermark are forgotten. (The
-    caller holds the query's progress row, so no other transaction adds ids meanwhile.)"""
-    if watermark is not None:
-        conn.execute("DELETE FROM stream_state.seen_events "
-                     "WHERE query_name = %s AND event_time < %s", (query_name, watermark))
+    """The ``events`` (one copy each) whose (topic, event_id) is not in
+    ``stream_state.seen_events``; they are recorded in its current generation (see
+    :func:`rotate_seen_generations`). Every id at or after the watermark is remembered: a
+    generation is emptied only once all its ids are behind it."""
+    current = rotate_seen_generations(conn, watermark)
     if events.empty:
         return events
     copy_frame(conn, "tmp_seen", "topic text, event_id uuid, event_time timestamptz",
                events[["topic", "event_id", "event_time"]])
-    seen = conn.execute(
-        "WITH new AS (INSERT INTO stream_state.seen_events (query_name, topic, event_id, "
-        "event_time) SELECT %s, topic, event_id, event_time FROM tmp_seen "
+    seen = conn.execute(sql.SQL(
+        "WITH new AS (INSERT INTO stream_state.seen_events (generation, topic, event_id, "
+        "event_time) SELECT %(current)s, topic, event_id, event_time FROM tmp_seen t "
+        "WHERE NOT EXISTS (SELECT FROM {older} o "
+        "WHERE o.event_id = t.event_id AND o.topic = t.topic) "
         "ORDER BY event_id ON CONFLICT DO NOTHING RETURNING topic, event_id) "
         "SELECT t.topic, t.event_id::text FROM tmp_seen t "
-        "WHERE NOT EXISTS (SELECT FROM new n WHERE n.topic = t.topic AND n.event_id = t.event_id)",
-        (query_name,)).fetchall()
+        "WHERE NOT EXISTS (SELECT FROM new n WHERE n.topic = t.topic AND n.event_id = t.event_id)"
+    ).format(older=_seen_partition(1 - current)), {"current": current}).fetchall()
     conn.execute("DROP TABLE tmp_seen")
+    conn.execute("UPDATE stream_state.seen_generations SET newest = greatest(newest, %s) "
+                 "WHERE generation = %s", (events["event_time"].max(), current))
     if not seen:
         return events
     again = pd.MultiIndex.from_tuples(seen)
@@ -719,7 +748,7 @@ def accept_batch(conn: psycopg.Connection, query_name: str, validated: pd.DataFr
     if len(late):
         log.warning("%s: %d events older than the watermark %s: kept for the raw layer only",
                     query_name, len(late), watermark)
-    events = claim_events(conn, query_name, first_copies(timely), watermark)
+    events = claim_events(conn, first_copies(timely), watermark)
     newest = events.groupby("topic")["event_time"].max()
     result = BatchResult(max_event_time={t: v.to_pydatetime() for t, v in newest.items()},
                          records=validated["topic"].value_counts().to_dict())

@@ -117,6 +117,26 @@ def test_a_resend_in_a_later_batch_counts_once_and_late_events_are_dropped(sink,
     assert _query(db, "SELECT count(*) FROM stream_state.seen_events") == [(2,)]
 
 
+def test_seen_ids_are_forgotten_a_generation_at_a_time_once_all_are_behind_the_watermark(
+        sink, db) -> None:
+    def generations() -> list[tuple]:
+        return _query(db, "SELECT generation, count(*) FROM stream_state.seen_events "
+                          "GROUP BY 1 ORDER BY 1")
+
+    first = transaction(items=[line("p1", "Books", 1, "1")], time=at(0))
+    second = transaction(items=[line("p1", "Books", 1, "2")], time=at(minutes=1))
+    _sales(sink, [first], 0)
+    _sales(sink, [second], 1)  # the first id's generation stops taking ids
+    assert generations() == [(0, 1), (1, 1)]
+    _sales(sink, [first, transaction(items=[line("p1", "Books", 1, "4")],
+                                     time=at(minutes=10, seconds=1))], 2)
+    assert generations() == [(0, 1), (1, 2)]
+    _sales(sink, [second], 3)  # the watermark passed the first id: its generation is emptied
+    assert generations() == [(1, 2)]
+    assert _query(db, "SELECT sum(order_count), sum(revenue) FROM order_metrics") == [
+        (3, Decimal("7.00"))]
+
+
 def test_anomalies_one_row_per_type_and_critical_ones_alert(sink, db) -> None:
     big = transaction(items=[line(unit_price="12000")], txid="big")  # score 0.85
     small = transaction(items=[line(unit_price="5000.01")], txid="small", user="u2")
@@ -410,7 +430,7 @@ def test_late_events_reach_the_raw_layer_but_not_the_tables(sink, db, tmp_path) 
     raw.close()
 
 
-def test_the_rewritten_tables_are_vacuumed(sink, db) -> None:
+def test_the_rewritten_tables_are_vacuumed_and_analysed_when_asked(sink, db) -> None:
     for batch in range(2):  # the second batch rewrites the session of the first
         _activity(sink, batch, {"product_views": [view("v", at(minutes=batch))]})
     sink.postgres.close()  # a backend reports its statistics when it exits
@@ -420,8 +440,18 @@ def test_the_rewritten_tables_are_vacuumed(sink, db) -> None:
     while _query(db, dead)[0][0] == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _query(db, dead)[0][0] > 0
-    vacuum_rewritten(db)
+
+    def runs() -> dict[str, tuple[int, int]]:
+        return {name: (vacuums, analyses) for name, vacuums, analyses in _query(
+            db, "SELECT schemaname || '.' || relname, vacuum_count, analyze_count "
+                "FROM pg_stat_user_tables")}
+
+    before = runs()
+    vacuum_rewritten(db, analyze=False)
     assert _query(db, dead)[0][0] == 0
-    vacuumed = _query(db, "SELECT schemaname || '.' || relname FROM pg_stat_user_tables "
-                          "WHERE vacuum_count > 0")
-    assert set(REWRITTEN_TABLES) <= {name for (name,) in vacuumed}
+    after = runs()
+    assert {(after[t][0] - before[t][0], after[t][1] - before[t][1])
+            for t in REWRITTEN_TABLES} == {(1, 0)}
+    vacuum_rewritten(db)
+    analysed = runs()
+    assert {analysed[t][1] - after[t][1] for t in REWRITTEN_TABLES} == {1}
