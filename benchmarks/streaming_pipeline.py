@@ -126,7 +126,7 @@ def measure_throughput(spark, platform: PlatformSettings, backlog: int) -> float
 
 def _produce(bootstrap: str, rate: Any, stop: Any, count: Any, high_value_every: int) -> None:
     """Body of the producing process: the event mix at ``rate.value`` events/s, sent by the
-    generator's producer (its defaults: linger 100 ms, lz4) in the events due every 5 ms."""
+    generator's producer (its defaults: linger 200 ms, lz4) in the events due every 5 ms."""
     rng = random.Random(2)
     producer = EventProducer(bootstrap)
     n, due, last = 0, 0.0, time.monotonic()

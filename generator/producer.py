@@ -21,7 +21,7 @@ _QUEUE_MESSAGES = 1_000_000
 _QUEUE_KBYTES = 1_048_576  # 1 GiB: room for a few seconds at full speed
 # Fewer, larger record batches: the embedded broker's requests slow down with the number of
 # batches in a partition (docs/streaming.md, Performance).
-LINGER_MS = 100
+LINGER_MS = 200
 
 
 class EventProducer:
