@@ -167,10 +167,12 @@ class TopicWriter:
 
 class Postgres:
     """A connection per query (each query's foreachBatch runs on its own driver thread) and
-    the batch-commit protocol."""
+    the batch-commit protocol. A batch's transaction holds ``lock`` (one of its own by
+    default), so work that must not see a batch half written can wait for its commit."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lock: threading.Lock | None = None) -> None:
         self.url = url
+        self.lock = lock or threading.Lock()
         self._conn: psycopg.Connection | None = None
 
     def connection(self) -> psycopg.Connection:
@@ -192,6 +194,11 @@ class Postgres:
         """Run ``work`` in one transaction together with the commit mark of
         (``query_name``, ``batch_id``). Returns False, doing nothing, when the batch was
         committed before (a replay). Deadlocks and lost connections are retried."""
+        with self.lock:
+            return self._run_batch(query_name, batch_id, work, attempts)
+
+    def _run_batch(self, query_name: str, batch_id: int,
+                   work: Callable[[psycopg.Connection], None], attempts: int) -> bool:
         for attempt in range(1, attempts + 1):
             conn = self.connection()
             try:

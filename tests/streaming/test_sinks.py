@@ -5,6 +5,7 @@ and the table, and the Parquet raw layer."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.contracts import DEAD_LETTER_TOPIC
 from globalmart.kafka import ensure_topics, true_end_offsets
+from globalmart.settings import PlatformSettings
+from streaming.app import Wiring
 from streaming.notifier import LogNotifier
 from streaming.schemas import raw_arrow_schema
 from streaming.sinks import (
@@ -455,3 +458,34 @@ def test_the_rewritten_tables_are_vacuumed_and_analysed_when_asked(sink, db) -> 
     vacuum_rewritten(db)
     analysed = runs()
     assert {analysed[t][1] - after[t][1] for t in REWRITTEN_TABLES} == {1}
+
+
+def test_the_application_vacuums_between_two_batches(db) -> None:
+    """Statistics taken while a batch is uncommitted count none of its rows: PostgreSQL would
+    then plan the next batches on 0 rows over hundreds of pages."""
+    wiring = Wiring(None, None, PlatformSettings(database_url=db), BatchStats(), None)  # type: ignore[arg-type]
+    store = Postgres(db, wiring.writing)
+    written, release = threading.Event(), threading.Event()
+
+    def work(conn: psycopg.Connection) -> None:
+        conn.execute(
+            "INSERT INTO public.session_metrics (session_id, user_id, session_start, session_end,"
+            " duration_seconds, page_views, cart_adds, cart_removes, purchases, revenue,"
+            " converted, purchased_after_last_add) SELECT 's' || i, 'u', now(), now(), 0, 1, 0,"
+            " 0, 0, 0, false, false FROM generate_series(1, 5000) i")
+        written.set()
+        assert release.wait(30)
+
+    batch = threading.Thread(target=store.run_batch, args=("realtime", 0, work))
+    batch.start()
+    assert written.wait(30)
+    vacuum = threading.Thread(target=wiring.vacuum, args=(True,))
+    vacuum.start()
+    vacuum.join(1.0)
+    assert vacuum.is_alive()  # waiting for the batch to commit
+    release.set()
+    batch.join(30)
+    vacuum.join(30)
+    store.close()
+    assert _query(db, "SELECT relpages > 0, reltuples FROM pg_class "
+                      "WHERE oid = 'public.session_metrics'::regclass") == [(True, 5000.0)]
