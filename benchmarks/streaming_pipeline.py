@@ -297,11 +297,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--verbose", action="store_true",
                         help="print the application's per-batch times (records collected, "
-                             "validation, compute and commit; Spark's own steps)")
+                             "validation, compute and commit; Spark's own steps) and vacuums")
     args = parser.parse_args()
     if args.verbose:
         logging.basicConfig(format="%(asctime)s %(message)s")
-        for name in ("streaming.sinks", "streaming.metrics"):
+        for name in ("streaming.app", "streaming.sinks", "streaming.metrics"):
             logging.getLogger(name).setLevel(logging.DEBUG)
     work = Path(tempfile.mkdtemp(prefix="gm-stream-bench-"))
     name = f"gm_bench_{uuid.uuid4().hex[:8]}"

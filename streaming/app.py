@@ -82,8 +82,13 @@ class Wiring:
         batches. Statistics taken while a batch's rows are uncommitted count none of them: early
         in a run that left ``session_metrics`` at hundreds of pages and 0 rows, and a batch of
         50,000 events, planned on that, took 228 s instead of 2."""
+        asked = time.monotonic()
         with self.writing:
+            started = time.monotonic()
             vacuum_rewritten(self.platform.db_url, analyze)
+        log.debug("vacuum%s: %.0f ms, after waiting %.0f ms for the batch being written",
+                  " and analyse" if analyze else "", (time.monotonic() - started) * 1000,
+                  (started - asked) * 1000)
 
     @property
     def checkpoints(self) -> str:
