@@ -121,7 +121,7 @@ def main() -> None:
             took.append(time.perf_counter() - started)
             if batch_id % 10 == 9:
                 started = time.perf_counter()
-                sinks.vacuum_rewritten(url)
+                sink.postgres.vacuum()
                 vacuums.append(time.perf_counter() - started)
         sink.postgres.close()
         tenth = max(1, len(took) // 10)

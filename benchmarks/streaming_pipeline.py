@@ -301,7 +301,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.verbose:
         logging.basicConfig(format="%(asctime)s %(message)s")
-        for name in ("streaming.app", "streaming.sinks", "streaming.metrics"):
+        for name in ("streaming.sinks", "streaming.metrics"):
             logging.getLogger(name).setLevel(logging.DEBUG)
     work = Path(tempfile.mkdtemp(prefix="gm-stream-bench-"))
     name = f"gm_bench_{uuid.uuid4().hex[:8]}"

@@ -14,7 +14,7 @@ writes the buffered rows to the Parquet raw layer (one file per topic and day), 
 gets few, large files while the real-time tables stay fresh. Every ``vacuum_interval`` the
 tables the realtime query rewrites are vacuumed (autovacuum may be off, or too slow for tables
 rewritten every second), and analysed at every ``ANALYZE_EVERY``-th vacuum, always between
-two batches of the realtime query (see :meth:`Wiring.vacuum`).
+two batches of the realtime query (see :meth:`streaming.sinks.Postgres.vacuum`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -45,7 +45,6 @@ from streaming.sinks import (
     RawLayer,
     RealtimeSink,
     TopicWriter,
-    vacuum_rewritten,
 )
 
 log = logging.getLogger(__name__)
@@ -74,21 +73,7 @@ class Wiring:
     platform: PlatformSettings
     stats: BatchStats
     writer: TopicWriter
-    # Held while the realtime query writes a batch, and while its tables are vacuumed.
-    writing: threading.Lock = field(default_factory=threading.Lock)
-
-    def vacuum(self, analyze: bool) -> None:
-        """Vacuum (and analyse) the tables the realtime query rewrites, between two of its
-        batches. Statistics taken while a batch's rows are uncommitted count none of them: early
-        in a run that left ``session_metrics`` at hundreds of pages and 0 rows, and a batch of
-        50,000 events, planned on that, took 228 s instead of 2."""
-        asked = time.monotonic()
-        with self.writing:
-            started = time.monotonic()
-            vacuum_rewritten(self.platform.db_url, analyze)
-        log.debug("vacuum%s: %.0f ms, after waiting %.0f ms for the batch being written",
-                  " and analyse" if analyze else "", (time.monotonic() - started) * 1000,
-                  (started - asked) * 1000)
+    postgres: Postgres  # the realtime query's store, which also vacuums its tables
 
     @property
     def checkpoints(self) -> str:
@@ -169,7 +154,7 @@ def check_checkpoint(db_url: str, lake: str, query_name: str, checkpoint: str) -
 def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
     """Every query of the application, by name, as a function building its writer."""
     s, bootstrap = w.settings, w.platform.bootstrap_servers
-    sink = RealtimeSink(REALTIME_QUERY, Postgres(w.platform.db_url, w.writing), w.writer,
+    sink = RealtimeSink(REALTIME_QUERY, w.postgres, w.writer,
                         build_notifier(s.alert_webhook_url), w.stats, parse_duration(s.watermark),
                         s.critical_anomaly_score)
 
@@ -228,7 +213,8 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
     stats = BatchStats()
     listener = PipelineMetricsListener(platform.db_url, stats.pop)
     spark.streams.addListener(listener)
-    wiring = Wiring(spark, settings, platform, stats, TopicWriter(platform.bootstrap_servers))
+    wiring = Wiring(spark, settings, platform, stats, TopicWriter(platform.bootstrap_servers),
+                    Postgres(platform.db_url))
     raw = RawLayer(platform.db_url, platform.lake)
     builders = define_queries(wiring)
     running: dict[str, StreamingQuery] = {}
@@ -267,7 +253,8 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
                 upkeep("raw-layer flush", raw.flush, echo)
                 next_flush = time.monotonic() + flush_every
             if vacuum_every and time.monotonic() >= next_vacuum:
-                upkeep("vacuum", partial(wiring.vacuum, vacuums % ANALYZE_EVERY == 0), echo)
+                analyze = vacuums % ANALYZE_EVERY == 0
+                upkeep("vacuum", partial(wiring.postgres.vacuum, analyze), echo)
                 vacuums += 1
                 next_vacuum = time.monotonic() + vacuum_every
             if time.monotonic() >= next_line:

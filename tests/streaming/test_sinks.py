@@ -20,8 +20,6 @@ from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.contracts import DEAD_LETTER_TOPIC
 from globalmart.kafka import ensure_topics, true_end_offsets
-from globalmart.settings import PlatformSettings
-from streaming.app import Wiring
 from streaming.notifier import LogNotifier
 from streaming.schemas import raw_arrow_schema
 from streaming.sinks import (
@@ -34,7 +32,6 @@ from streaming.sinks import (
     detect_rapid_fire,
     merge_staged_sessions,
     stage_session_pieces,
-    vacuum_rewritten,
 )
 from tests.streaming.events import (
     T0,
@@ -450,21 +447,19 @@ def test_the_rewritten_tables_are_vacuumed_and_analysed_when_asked(sink, db) -> 
                 "FROM pg_stat_user_tables")}
 
     before = runs()
-    vacuum_rewritten(db, analyze=False)
+    sink.postgres.vacuum(analyze=False)
     assert _query(db, dead)[0][0] == 0
     after = runs()
     assert {(after[t][0] - before[t][0], after[t][1] - before[t][1])
             for t in REWRITTEN_TABLES} == {(1, 0)}
-    vacuum_rewritten(db)
+    sink.postgres.vacuum()
     analysed = runs()
     assert {analysed[t][1] - after[t][1] for t in REWRITTEN_TABLES} == {1}
 
 
-def test_the_application_vacuums_between_two_batches(db) -> None:
+def test_the_vacuum_waits_for_the_batch_being_written(postgres, db) -> None:
     """Statistics taken while a batch is uncommitted count none of its rows: PostgreSQL would
     then plan the next batches on 0 rows over hundreds of pages."""
-    wiring = Wiring(None, None, PlatformSettings(database_url=db), BatchStats(), None)  # type: ignore[arg-type]
-    store = Postgres(db, wiring.writing)
     written, release = threading.Event(), threading.Event()
 
     def work(conn: psycopg.Connection) -> None:
@@ -476,16 +471,16 @@ def test_the_application_vacuums_between_two_batches(db) -> None:
         written.set()
         assert release.wait(30)
 
-    batch = threading.Thread(target=store.run_batch, args=("realtime", 0, work))
+    batch = threading.Thread(target=postgres.run_batch, args=("realtime", 0, work))
     batch.start()
     assert written.wait(30)
-    vacuum = threading.Thread(target=wiring.vacuum, args=(True,))
+    vacuum = threading.Thread(target=postgres.vacuum, args=(True,))
     vacuum.start()
     vacuum.join(1.0)
-    assert vacuum.is_alive()  # waiting for the batch to commit
+    waited = vacuum.is_alive()  # for the batch to commit
     release.set()
     batch.join(30)
     vacuum.join(30)
-    store.close()
+    assert waited
     assert _query(db, "SELECT relpages > 0, reltuples FROM pg_class "
                       "WHERE oid = 'public.session_metrics'::regclass") == [(True, 5000.0)]
