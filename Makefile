@@ -1,5 +1,6 @@
 # The commands a developer and CI use. `make up` and `make test` work on a fresh machine
-# with Python 3.11+ and Java 17 (they create .venv and install the project first).
+# with Python 3.11+, Java 17 and Maven (they create .venv, fetch the jars and install the
+# project first).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -12,7 +13,15 @@ $(BIN)/globalmart: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-install: $(BIN)/globalmart  ## create .venv and install the platform with its dev tools
+JARS   := jars/lib/.fetched
+
+# Apache Kafka's broker and Spark's Kafka connector, pinned in jars/pom.xml, from Maven Central.
+$(JARS): jars/pom.xml jars/kafka/pom.xml jars/spark-kafka/pom.xml
+	rm -rf jars/lib
+	mvn --quiet --batch-mode -f jars/pom.xml package
+	touch $@
+
+install: $(BIN)/globalmart $(JARS)  ## create .venv, fetch the jars, install the platform and its dev tools
 
 up: install  ## run the whole platform on its embedded default (Ctrl-C stops it)
 	$(BIN)/globalmart up
@@ -35,4 +44,4 @@ bench: install  ## every benchmark; figures go to docs/benchmarks.md by hand
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .globalmart .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) jars/lib .globalmart .pytest_cache .ruff_cache .mypy_cache

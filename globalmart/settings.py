@@ -36,6 +36,18 @@ class PlatformSettings(BaseSettings):
     )
     embedded_pg_port: int = Field(default=5433, description="Port of the embedded PostgreSQL.")
     embedded_kafka_port: int = Field(default=9092, description="Port of the embedded broker.")
+    embedded_kafka_controller_port: int = Field(
+        default=9093, description="Port of the embedded broker's KRaft controller listener.")
+    embedded_kafka_retention_hours: int = Field(
+        default=168, ge=1, description="How long the embedded broker keeps records (7 days).")
+    embedded_kafka_retention_bytes: int = Field(
+        default=1 << 30, ge=1 << 20,
+        description="Bytes the embedded broker keeps per partition at most (older segments are "
+                    "deleted first; 1 GiB: about 20 GiB for all topics).")
+    jars_dir: Path | None = Field(
+        default=None,
+        description="Folder of the fetched jars (kafka/, spark-kafka/). Unset: jars/lib of the "
+                    "source tree, where `make install` puts them.")
     embedded_database: str = Field(default="globalmart", description="Embedded database name.")
 
     @property
