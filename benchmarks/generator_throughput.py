@@ -13,7 +13,7 @@ times (best and median of each, and the ratio realistic / bare of each round):
 With ``--database-url`` (a migrated database), one more realistic run also writes the source
 tables (customers, products, ground truth), as ``globalmart generate`` does by default.
 
-Starts its own Tansu broker (``globalmart.embedded.EmbeddedBroker``, free port) unless
+Starts its own Apache Kafka broker (``globalmart.embedded.EmbeddedBroker``, free port) unless
 ``--bootstrap-servers`` is given.
 
 Usage: python benchmarks/generator_throughput.py [--events 500000] [--rounds 2]

@@ -16,7 +16,7 @@ this machine.
    1 % of the rate (the application processes at least 99 % of what arrives)
    — and the application catches up within 10 s after the producer stops.
 
-Runs its own broker (Tansu), a fresh PostgreSQL database (dropped at the end) and a temporary
+Runs its own Apache Kafka broker (``globalmart.embedded``), a fresh PostgreSQL database (dropped at the end) and a temporary
 lake. Usage: ``.venv/bin/python benchmarks/streaming_pipeline.py [--backlog N] [--rate R]``.
 """
 
@@ -43,7 +43,7 @@ from generator.producer import EventProducer
 from globalmart import db
 from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS
 from globalmart.embedded import EmbeddedBroker, free_port
-from globalmart.kafka import ensure_topics, true_end_offsets
+from globalmart.kafka import end_offsets, ensure_topics
 from globalmart.settings import PlatformSettings
 from streaming.app import SPARK_CONF, serve
 from streaming.config import StreamingSettings
@@ -117,7 +117,7 @@ def _encoded(event: tuple[str, str, bytes]) -> tuple[str, bytes, bytes]:
 
 def measure_throughput(spark, platform: PlatformSettings, backlog: int) -> float:
     """Drain the backlog with every query; return events/s."""
-    settings = StreamingSettings(trigger_interval="1 second", max_offsets_per_trigger=50_000,
+    settings = StreamingSettings(trigger_interval="1 second",
                                  checkpoint_root=f"{platform.lake}/checkpoints-throughput")
     started = time.monotonic()
     assert serve(spark, settings, platform, threading.Event(), available_now=True) == 0
@@ -220,7 +220,7 @@ def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: f
         producing.finish()
         produced_rate = (producing.count - produced_before) / (time.monotonic() - started)
         ended = time.monotonic()
-        produced_ends = true_end_offsets(platform.bootstrap_servers, INPUT_TOPICS)
+        produced_ends = end_offsets(platform.bootstrap_servers, INPUT_TOPICS)
         caught_up = None
         while time.monotonic() - ended < 120:
             done = committed_offsets(checkpoint)

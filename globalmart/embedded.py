@@ -125,7 +125,7 @@ class EmbeddedBroker:
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
     def _java(self, main: str, *args: str) -> list[str]:
-        from globalmart.jvm import KAFKA_BROKER, JARS_SOURCE, java, jars
+        from globalmart.jvm import JARS_SOURCE, KAFKA_BROKER, jars, java
 
         classpath = os.pathsep.join(str(jar) for jar in jars(KAFKA_BROKER))
         return [java(), *_BROKER_JVM_OPTIONS,

@@ -1,6 +1,6 @@
 """``globalmart up``: the embedded runtime's supervisor.
 
-Starts what is not configured externally (PostgreSQL, the Kafka-protocol broker), applies the
+Starts what is not configured externally (PostgreSQL, the Kafka broker), applies the
 schema, creates the topics, then runs each component as a child process in its own session
 (generator, streaming, Dagster, API), waits for each to be healthy, prints what runs where and
 live ingestion rates, and on Ctrl-C (or SIGTERM) stops everything it started, newest first.
@@ -23,14 +23,14 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import click
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from globalmart import db
 from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS
 from globalmart.embedded import EmbeddedBroker, EmbeddedPostgres, PortInUseError, port_is_free
-from globalmart.kafka import ensure_topics
+from globalmart.kafka import ensure_topics, topic_end_offsets
 from globalmart.settings import PlatformSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -167,10 +167,16 @@ class Platform:
         click.echo(f"schema: {len(applied)} migration(s) applied, up to date")
 
         if self.settings.uses_embedded_kafka:
-            broker = EmbeddedBroker(self.settings.embedded_kafka_port, self.logs)
+            broker = EmbeddedBroker(
+                self.settings.embedded_kafka_port, self.home / "kafka", self.logs,
+                controller_port=self.settings.embedded_kafka_controller_port,
+                retention_hours=self.settings.embedded_kafka_retention_hours,
+                retention_bytes=self.settings.embedded_kafka_retention_bytes)
+            click.echo("starting kafka ...")
             broker.start()
             self._stops.append(("kafka", broker.stop))
-            self.rows.append(("kafka", "embedded (in memory)", broker.bootstrap_servers))
+            self.rows.append(("kafka", "embedded (Apache Kafka, KRaft)",
+                              f"{broker.bootstrap_servers}  log: {broker.data_dir}"))
         else:
             self.rows.append(("kafka", "external", self.settings.bootstrap_servers))
         created = ensure_topics(self.settings.bootstrap_servers, ALL_TOPICS)
@@ -243,7 +249,7 @@ class Platform:
 
     def watch(self, components: list[Component]) -> int:
         """Print ingestion rates until a stop is requested or a component dies."""
-        previous = topic_end_offsets(self.settings.bootstrap_servers, ALL_TOPICS)
+        previous = _topic_ends(self.settings.bootstrap_servers)
         last = time.monotonic()
         while not self.stop_requested.wait(self.runtime.status_interval_s):
             for component in components:
@@ -253,7 +259,7 @@ class Platform:
                     click.echo(f"{component.name} exited unexpectedly with {code}; "
                                f"see {component.log_path}. Stopping.", err=True)
                     return 1
-            current = topic_end_offsets(self.settings.bootstrap_servers, ALL_TOPICS)
+            current = _topic_ends(self.settings.bootstrap_servers)
             now = time.monotonic()
             click.echo(_rates_line(previous, current, now - last))
             previous, last = current, now
@@ -269,24 +275,12 @@ class Platform:
         self._stops.clear()
 
 
-def topic_end_offsets(bootstrap_servers: str, topics: tuple[str, ...]) -> dict[str, int]:
-    """Σ of the reported high watermarks per topic (approximate on Tansu, enough for rates)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "globalmart-up"})
+def _topic_ends(bootstrap_servers: str) -> dict[str, int]:
+    """Records written per topic; empty while the broker does not answer."""
     try:
-        metadata = consumer.list_topics(timeout=5)
-        ends = {}
-        for topic in topics:
-            if topic not in metadata.topics:
-                continue
-            ends[topic] = sum(
-                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-                for p in metadata.topics[topic].partitions
-            )
-        return ends
+        return topic_end_offsets(bootstrap_servers, ALL_TOPICS, timeout=5)
     except KafkaException:
         return {}
-    finally:
-        consumer.close()
 
 
 def _rates_line(previous: dict[str, int], current: dict[str, int], seconds: float) -> str:

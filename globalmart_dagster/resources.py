@@ -124,14 +124,10 @@ class KafkaResource(dg.ConfigurableResource):
     timeout_seconds: float = 5.0
 
     def end_offsets(self, topics: list[str] | tuple[str, ...]) -> dict[str, int]:
-        """Σ over partitions of the true log end offset per topic (absent topics are absent)."""
-        from globalmart.kafka import true_end_offsets
+        """Σ over partitions of the log end offset per topic (absent topics are absent)."""
+        from globalmart.kafka import topic_end_offsets
 
-        totals: dict[str, int] = {}
-        ends = true_end_offsets(self.bootstrap_servers, topics, timeout=self.timeout_seconds)
-        for (topic, _partition), end in ends.items():
-            totals[topic] = totals.get(topic, 0) + end
-        return totals
+        return topic_end_offsets(self.bootstrap_servers, topics, timeout=self.timeout_seconds)
 
 
 def _partition_days(context: dg.OutputContext | dg.InputContext) -> list[date]:

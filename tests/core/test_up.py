@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -17,6 +19,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.embedded import free_port, port_is_free
+from globalmart.kafka import end_offsets
 
 GLOBALMART = str(Path(sys.executable).parent / "globalmart")
 
@@ -25,13 +28,14 @@ class Up:
     """A running ``globalmart up`` whose output is read line by line."""
 
     def __init__(self, home: Path, args: list[str], extra_env: dict[str, str]) -> None:
-        self.pg_port, self.kafka_port = free_port(), free_port()
+        self.pg_port, self.kafka_port, controller_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("GLOBALMART_") and k != "DAGSTER_HOME"}
         env.update({
             "GLOBALMART_HOME": str(home),
             "GLOBALMART_EMBEDDED_PG_PORT": str(self.pg_port),
             "GLOBALMART_EMBEDDED_KAFKA_PORT": str(self.kafka_port),
+            "GLOBALMART_EMBEDDED_KAFKA_CONTROLLER_PORT": str(controller_port),
             "GLOBALMART_STATUS_INTERVAL_S": "1",
             **extra_env,
         })
@@ -155,3 +159,66 @@ def test_up_runs_the_whole_platform(up_factory) -> None:
     assert rows > 0, "".join(up.output)
     assert code == 0, "".join(up.output)
 
+
+
+def _transactions_in_topic(bootstrap: str) -> tuple[int, Decimal]:
+    """The truth, read from the broker: distinct transactions and their revenue (Σ lines)."""
+    ends = {key: end for key, end in end_offsets(bootstrap, ["transactions"]).items() if end}
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-up-truth",
+                         "enable.auto.commit": False})
+    revenue: dict[str, Decimal] = {}
+    try:
+        consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+        pending = set(ends)
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.5):
+                if message.error() is not None:
+                    continue
+                event = json.loads(message.value())
+                revenue[event["event_id"]] = sum(
+                    (Decimal(str(line["unit_price"])) * line["quantity"]
+                     for line in event["items"]), Decimal(0))
+                if message.offset() + 1 >= ends[(message.topic(), message.partition())]:
+                    pending.discard((message.topic(), message.partition()))
+        assert not pending, f"could not read the topic to its end: {pending}"
+    finally:
+        consumer.close()
+    return len(revenue), sum(revenue.values(), Decimal(0))
+
+
+def _orders_counted(url: str) -> tuple[int, Decimal]:
+    with psycopg.connect(url) as conn:
+        count, revenue = conn.execute(
+            "SELECT coalesce(sum(order_count), 0), coalesce(sum(revenue), 0) "
+            "FROM order_metrics").fetchone()
+    return int(count), Decimal(revenue)
+
+
+@pytest.mark.slow
+def test_events_waiting_at_ctrl_c_are_processed_by_the_next_up(up_factory) -> None:
+    """Ctrl-C while the stream lags behind the generator, then `up` again: the events that
+    waited in Kafka are counted, each exactly once (the broker kept its log on disk)."""
+    lagging = {"GLOBALMART_STREAM_MAX_OFFSETS_PER_TRIGGER": "300"}
+    first = up_factory(["--rate", "1000", "--without", "dagster", "--without", "api"], lagging)
+    first.wait_for_line("GlobalMart is up", timeout=300)
+    url = f"postgresql://postgres@127.0.0.1:{first.pg_port}/globalmart"
+    deadline = time.monotonic() + 240
+    while _orders_counted(url)[0] == 0:
+        assert time.monotonic() < deadline, "".join(first.output)
+        assert first.process.poll() is None, "".join(first.output)
+        time.sleep(1)  # polling interval of a condition with a deadline
+    counted_at_stop = _orders_counted(url)[0]
+    assert first.interrupt(timeout=120) == 0, "".join(first.output)
+
+    second = up_factory(["--without", "generator", "--without", "dagster", "--without", "api"])
+    second.wait_for_line("GlobalMart is up", timeout=300)
+    truth = _transactions_in_topic(f"127.0.0.1:{second.kafka_port}")
+    assert truth[0] > counted_at_stop, "no events were waiting at Ctrl-C"
+    url = f"postgresql://postgres@127.0.0.1:{second.pg_port}/globalmart"
+    deadline = time.monotonic() + 300
+    while (counted := _orders_counted(url))[0] < truth[0] and time.monotonic() < deadline:
+        assert second.process.poll() is None, "".join(second.output)
+        time.sleep(1)  # polling interval of a condition with a deadline
+    assert second.interrupt(timeout=120) == 0, "".join(second.output)
+    assert counted == truth

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.contracts import INPUT_TOPICS, Transaction, parse_event
-from globalmart.kafka import ensure_topics, true_end_offsets
+from globalmart.kafka import end_offsets, ensure_topics
 from globalmart.settings import PlatformSettings
 from streaming.app import serve
 from streaming.config import StreamingSettings
@@ -59,7 +59,7 @@ class Produced:
 
 def read_back(bootstrap: str) -> Produced:
     """Read every input topic to its true end and validate each record."""
-    ends = true_end_offsets(bootstrap, INPUT_TOPICS)
+    ends = end_offsets(bootstrap, INPUT_TOPICS)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e-oracle",
                          "enable.auto.commit": False})
     consumer.assign([TopicPartition(t, p, 0) for (t, p), end in ends.items() if end > 0])

@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.contracts import DEAD_LETTER_TOPIC
-from globalmart.kafka import ensure_topics, true_end_offsets
+from globalmart.kafka import end_offsets, ensure_topics
 from streaming.notifier import LogNotifier
 from streaming.schemas import raw_arrow_schema
 from streaming.sinks import (
@@ -314,7 +314,7 @@ def test_purchase_times_no_later_event_can_need_are_forgotten(db) -> None:
 
 def _read_topic(bootstrap: str, topic: str) -> list[dict]:
     """Every message of ``topic`` up to its true end."""
-    ends = {key: end for key, end in true_end_offsets(bootstrap, [topic]).items() if end > 0}
+    ends = {key: end for key, end in end_offsets(bootstrap, [topic]).items() if end > 0}
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t",
                          "enable.auto.commit": False})
     consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
