@@ -228,10 +228,10 @@ def _to_bson(value: Any) -> Any:
 class MongoMartIOManager(MartIOManager):
     """Marts in MongoDB collections ``<database>.<asset>`` (the seed's ``globalmart_dw``).
 
-    ``mongodb_url`` starting with ``mongomock://`` selects an in-memory fake (tests only; the
-    development machines cannot run a MongoDB server). Replacement is a delete + insert; MongoDB
-    without a replica set has no multi-document transaction, so a reader can briefly see the
-    old snapshot removed before the new one is complete."""
+    Datetimes come back timezone-aware in UTC. Replacement is a delete + insert; MongoDB without
+    a replica set has no multi-document transaction, so a reader can briefly see the old
+    snapshot removed before the new one is complete. Each call opens its own client and closes
+    it."""
 
     mongodb_url: str
     database: str = "globalmart_dw"
@@ -240,39 +240,29 @@ class MongoMartIOManager(MartIOManager):
     def backend_name(self) -> str:
         return "mongodb"
 
-    def _database(self) -> Any:
-        if self.mongodb_url.startswith("mongomock://"):
-            return _mongomock_client(self.mongodb_url)[self.database]
+    @contextmanager
+    def _collection(self, name: str) -> Iterator[Any]:
         import pymongo
 
-        return pymongo.MongoClient(self.mongodb_url, tz_aware=True)[self.database]
+        client: pymongo.MongoClient[dict[str, Any]]
+        with pymongo.MongoClient(self.mongodb_url, tz_aware=True) as client:
+            yield client[self.database][name]
 
     def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None,
                 days: list[date]) -> None:
-        collection = self._database()[name]
         documents = [{k: _to_bson(v) for k, v in row.items()}
                      for row in frame.to_dict(orient="records")]
-        if replace_by is None:
-            collection.delete_many({})
-        else:
-            collection.delete_many({replace_by: {"$in": [_to_bson(d) for d in days]}})
-        if documents:
-            collection.insert_many(documents)
+        with self._collection(name) as collection:
+            if replace_by is None:
+                collection.delete_many({})
+            else:
+                collection.delete_many({replace_by: {"$in": [_to_bson(d) for d in days]}})
+            if documents:
+                collection.insert_many(documents)
 
     def read(self, name: str, column: str | None = None,
              values: list[Any] | None = None) -> pd.DataFrame:
         query = {} if column is None else {column: {"$in": [_to_bson(v) for v in values or []]}}
-        rows = list(self._database()[name].find(query, {"_id": 0}))
+        with self._collection(name) as collection:
+            rows = list(collection.find(query, {"_id": 0}))
         return pd.DataFrame(rows)
-
-
-_MONGOMOCK_CLIENTS: dict[str, Any] = {}
-
-
-def _mongomock_client(url: str) -> Any:
-    """One in-memory client per mongomock URL for the life of the process."""
-    import mongomock
-
-    if url not in _MONGOMOCK_CLIENTS:
-        _MONGOMOCK_CLIENTS[url] = mongomock.MongoClient(tz_aware=True)
-    return _MONGOMOCK_CLIENTS[url]
