@@ -30,6 +30,8 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.fs as pa_fs
+from bson.codec_options import CodecOptions, TypeCodec, TypeRegistry
+from bson.decimal128 import Decimal128
 from psycopg import sql
 from psycopg.rows import dict_row
 
@@ -210,14 +212,32 @@ class PostgresMartIOManager(MartIOManager):
             return pd.DataFrame(cur.fetchall(), columns=columns)
 
 
+class _DecimalCodec(TypeCodec):
+    """Money both ways exactly: :class:`~decimal.Decimal` is stored as BSON ``Decimal128`` and
+    read back as ``Decimal`` (as the PostgreSQL backend returns its ``numeric`` columns)."""
+
+    python_type = Decimal
+    bson_type = Decimal128
+
+    def transform_python(self, value: Decimal) -> Decimal128:
+        return Decimal128(value)
+
+    def transform_bson(self, value: Decimal128) -> Decimal:
+        return value.to_decimal()
+
+
+# Datetimes come back aware, in UTC; decimals as above.
+_CODEC_OPTIONS: CodecOptions = CodecOptions(tz_aware=True, tzinfo=UTC,
+                                            type_registry=TypeRegistry([_DecimalCodec()]))
+
+
 def _to_bson(value: Any) -> Any:
-    """BSON has no date or decimal: dates become UTC midnights, decimals floats."""
+    """BSON has no date: dates become UTC midnights (decimals become ``Decimal128`` through
+    :class:`_DecimalCodec`); NaN becomes null and numpy scalars Python ones."""
     if isinstance(value, datetime):
         return value
     if isinstance(value, date):
         return datetime.combine(value, time(), tzinfo=UTC)
-    if isinstance(value, Decimal):
-        return float(value)
     if isinstance(value, float) and value != value:  # NaN
         return None
     if hasattr(value, "item"):  # numpy scalars
@@ -228,7 +248,8 @@ def _to_bson(value: Any) -> Any:
 class MongoMartIOManager(MartIOManager):
     """Marts in MongoDB collections ``<database>.<asset>`` (the seed's ``globalmart_dw``).
 
-    Datetimes come back timezone-aware in UTC. Replacement is a delete + insert; MongoDB without
+    Money (``Decimal``) is stored as ``Decimal128`` and read back as ``Decimal``, exact;
+    datetimes come back timezone-aware in UTC. Replacement is a delete + insert; MongoDB without
     a replica set has no multi-document transaction, so a reader can briefly see the old
     snapshot removed before the new one is complete. Each call opens its own client and closes
     it."""
@@ -245,8 +266,8 @@ class MongoMartIOManager(MartIOManager):
         import pymongo
 
         client: pymongo.MongoClient[dict[str, Any]]
-        with pymongo.MongoClient(self.mongodb_url, tz_aware=True) as client:
-            yield client[self.database][name]
+        with pymongo.MongoClient(self.mongodb_url) as client:
+            yield client.get_database(self.database, codec_options=_CODEC_OPTIONS)[name]
 
     def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None,
                 days: list[date]) -> None:

@@ -1,14 +1,17 @@
 """The MongoDB mart writer on its own, against the session's real wire-protocol server
 (SecantusDB, or ``GLOBALMART_TEST_MONGODB_URL``): what a replacement replaces, and what comes
-back for the types BSON stores differently from pandas."""
+back for the types BSON stores differently from pandas (dates, aware datetimes, money)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 import pymongo
+from bson.decimal128 import Decimal128
+from pymongo.collection import Collection
 
 from globalmart_dagster.resources import MongoMartIOManager
 
@@ -74,3 +77,22 @@ def test_datetimes_come_back_aware_in_utc(mongo_marts: MongoMartIOManager):
         raw = client[mongo_marts.database]["times"].find_one({}, {"_id": 0})
     assert raw is not None and isinstance(raw["loaded_at"], datetime)
     assert raw["loaded_at"] == datetime(2026, 11, 20, 22, 30, 15, 123000)  # naive = UTC
+
+
+def test_money_is_decimal128_exact_to_the_cent(mongo_marts: MongoMartIOManager):
+    cents = [Decimal("0.10"), Decimal("0.20"), Decimal("1234567890.99"), Decimal("-0.01")]
+    frame = pd.DataFrame({"key": ["a", "b", "c", "d"], "revenue": cents})
+
+    mongo_marts.replace("money", frame, None, [])
+
+    back = mongo_marts.read("money").sort_values("key")
+    assert list(back["revenue"]) == cents
+    assert all(type(v) is Decimal for v in back["revenue"])
+    assert sum(back["revenue"]) == Decimal("1234567891.28")  # 0.1 + 0.2 is not 0.3 in floats
+    client: pymongo.MongoClient[dict[str, Any]]
+    with pymongo.MongoClient(mongo_marts.mongodb_url) as client:  # stored as Decimal128
+        money: Collection[dict[str, Any]] = client[mongo_marts.database]["money"]
+        raw = money.find_one({"key": "a"})
+        (total,) = money.aggregate([{"$group": {"_id": None, "total": {"$sum": "$revenue"}}}])
+    assert raw is not None and raw["revenue"] == Decimal128("0.10")
+    assert total["total"] == Decimal128("1234567891.28")  # the server adds them exactly too

@@ -179,7 +179,8 @@ def test_rematerializing_a_day_changes_nothing(built: Built):
 
 def test_mongodb_backend_stores_the_same_marts(built: Built, mongo_marts: MongoMartIOManager):
     """The marts through the MongoDB IO manager (a real wire-protocol server): the figures of
-    the events, the segments the PostgreSQL backend stored, and a rerun replaces the day."""
+    the events (money exact, as Decimal128), the segments the PostgreSQL backend stored, and a
+    rerun replaces the day."""
     frequency: Counter[str] = Counter()
     monetary: dict[str, Decimal] = defaultdict(Decimal)
     revenue: dict[str, Decimal] = defaultdict(Decimal)
@@ -193,14 +194,13 @@ def test_mongodb_backend_stores_the_same_marts(built: Built, mongo_marts: MongoM
     assert result.success
     rfm = mongo_marts.read("customer_rfm_analysis")
     assert sorted(zip(rfm["user_id"], rfm["frequency"], rfm["monetary"], strict=True)) == [
-        (u, frequency[u], float(monetary[u])) for u in sorted(frequency)]
+        (u, frequency[u], monetary[u]) for u in sorted(frequency)]
     segments = rows(built.url, "SELECT user_id, rfm_segment FROM marts.customer_rfm_analysis "
                                "WHERE analysis_date = %s ORDER BY user_id", (DAY,))
     assert sorted(zip(rfm["user_id"], rfm["rfm_segment"], strict=True)) == segments
     assert set(rfm["analysis_date"]) == {datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)}
     products = mongo_marts.read("product_performance")
-    assert dict(zip(products["product_id"], products["total_revenue"], strict=True)) == {
-        p: float(r) for p, r in revenue.items()}
+    assert dict(zip(products["product_id"], products["total_revenue"], strict=True)) == revenue
     again = dg.materialize(MARTS, partition_key=DAY.isoformat(), resources=resources)
     assert again.success and len(mongo_marts.read("customer_rfm_analysis")) == len(frequency)
     assert len(mongo_marts.read("sales_trends")) == 3
