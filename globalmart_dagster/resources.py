@@ -30,6 +30,8 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.fs as pa_fs
+from bson.codec_options import CodecOptions, TypeCodec, TypeRegistry
+from bson.decimal128 import Decimal128
 from psycopg import sql
 from psycopg.rows import dict_row
 
@@ -206,14 +208,32 @@ class PostgresMartIOManager(MartIOManager):
             return pd.DataFrame(cur.fetchall(), columns=columns)
 
 
+class _DecimalCodec(TypeCodec):
+    """Money both ways exactly: :class:`~decimal.Decimal` is stored as BSON ``Decimal128`` and
+    read back as ``Decimal`` (as the PostgreSQL backend returns its ``numeric`` columns)."""
+
+    python_type = Decimal
+    bson_type = Decimal128
+
+    def transform_python(self, value: Decimal) -> Decimal128:
+        return Decimal128(value)
+
+    def transform_bson(self, value: Decimal128) -> Decimal:
+        return value.to_decimal()
+
+
+# Datetimes come back aware, in UTC; decimals as above.
+_CODEC_OPTIONS: CodecOptions = CodecOptions(tz_aware=True, tzinfo=UTC,
+                                            type_registry=TypeRegistry([_DecimalCodec()]))
+
+
 def _to_bson(value: Any) -> Any:
-    """BSON has no date or decimal: dates become UTC midnights, decimals floats."""
+    """BSON has no date: dates become UTC midnights (decimals become ``Decimal128`` through
+    :class:`_DecimalCodec`); NaN becomes null and numpy scalars Python ones."""
     if isinstance(value, datetime):
         return value
     if isinstance(value, date):
         return datetime.combine(value, time(), tzinfo=UTC)
-    if isinstance(value, Decimal):
-        return float(value)
     if isinstance(value, float) and value != value:  # NaN
         return None
     if hasattr(value, "item"):  # numpy scalars
@@ -224,10 +244,11 @@ def _to_bson(value: Any) -> Any:
 class MongoMartIOManager(MartIOManager):
     """Marts in MongoDB collections ``<database>.<asset>`` (the seed's ``globalmart_dw``).
 
-    ``mongodb_url`` starting with ``mongomock://`` selects an in-memory fake (tests only; the
-    development machines cannot run a MongoDB server). Replacement is a delete + insert; MongoDB
-    without a replica set has no multi-document transaction, so a reader can briefly see the
-    old snapshot removed before the new one is complete."""
+    Money (``Decimal``) is stored as ``Decimal128`` and read back as ``Decimal``, exact;
+    datetimes come back timezone-aware in UTC. Replacement is a delete + insert; MongoDB without
+    a replica set has no multi-document transaction, so a reader can briefly see the old
+    snapshot removed before the new one is complete. Each call opens its own client and closes
+    it."""
 
     mongodb_url: str
     database: str = "globalmart_dw"
@@ -236,39 +257,29 @@ class MongoMartIOManager(MartIOManager):
     def backend_name(self) -> str:
         return "mongodb"
 
-    def _database(self) -> Any:
-        if self.mongodb_url.startswith("mongomock://"):
-            return _mongomock_client(self.mongodb_url)[self.database]
+    @contextmanager
+    def _collection(self, name: str) -> Iterator[Any]:
         import pymongo
 
-        return pymongo.MongoClient(self.mongodb_url, tz_aware=True)[self.database]
+        client: pymongo.MongoClient[dict[str, Any]]
+        with pymongo.MongoClient(self.mongodb_url) as client:
+            yield client.get_database(self.database, codec_options=_CODEC_OPTIONS)[name]
 
     def replace(self, name: str, frame: pd.DataFrame, replace_by: str | None,
                 days: list[date]) -> None:
-        collection = self._database()[name]
         documents = [{k: _to_bson(v) for k, v in row.items()}
                      for row in frame.to_dict(orient="records")]
-        if replace_by is None:
-            collection.delete_many({})
-        else:
-            collection.delete_many({replace_by: {"$in": [_to_bson(d) for d in days]}})
-        if documents:
-            collection.insert_many(documents)
+        with self._collection(name) as collection:
+            if replace_by is None:
+                collection.delete_many({})
+            else:
+                collection.delete_many({replace_by: {"$in": [_to_bson(d) for d in days]}})
+            if documents:
+                collection.insert_many(documents)
 
     def read(self, name: str, column: str | None = None,
              values: list[Any] | None = None) -> pd.DataFrame:
         query = {} if column is None else {column: {"$in": [_to_bson(v) for v in values or []]}}
-        rows = list(self._database()[name].find(query, {"_id": 0}))
+        with self._collection(name) as collection:
+            rows = list(collection.find(query, {"_id": 0}))
         return pd.DataFrame(rows)
-
-
-_MONGOMOCK_CLIENTS: dict[str, Any] = {}
-
-
-def _mongomock_client(url: str) -> Any:
-    """One in-memory client per mongomock URL for the life of the process."""
-    import mongomock
-
-    if url not in _MONGOMOCK_CLIENTS:
-        _MONGOMOCK_CLIENTS[url] = mongomock.MongoClient(tz_aware=True)
-    return _MONGOMOCK_CLIENTS[url]

@@ -33,7 +33,7 @@ class DagsterSettings(BaseSettings):
     mongodb_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("GLOBALMART_MONGODB_URL", "GLOBALMART_DAGSTER_MONGODB_URL"),
-        description="MongoDB URL of the mongodb mart backend (mongomock:// = in-memory fake).",
+        description="MongoDB URL (mongodb://…) of the mongodb mart backend.",
     )
     mongodb_database: str = Field(default="globalmart_dw", description="MongoDB database.")
     day_close_delay_minutes: int = Field(

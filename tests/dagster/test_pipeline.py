@@ -177,20 +177,33 @@ def test_rematerializing_a_day_changes_nothing(built: Built):
     assert snapshot(built.url) == before
 
 
-def test_mongodb_backend_stores_the_same_marts(built: Built, mongodb_url: str):
-    mongo = MongoMartIOManager(mongodb_url=mongodb_url)
-    resources = {**make_resources(built.url, built.lake), "mart_io_manager": mongo}
+def test_mongodb_backend_stores_the_same_marts(built: Built, mongo_marts: MongoMartIOManager):
+    """The marts through the MongoDB IO manager (a real wire-protocol server): the figures of
+    the events (money exact, as Decimal128), the segments the PostgreSQL backend stored, and a
+    rerun replaces the day."""
+    frequency: Counter[str] = Counter()
+    monetary: dict[str, Decimal] = defaultdict(Decimal)
+    revenue: dict[str, Decimal] = defaultdict(Decimal)
+    for tx in built.data.unique("transactions"):
+        frequency[tx["user_id"]] += 1
+        for line in tx["items"]:
+            monetary[tx["user_id"]] += line["quantity"] * line["unit_price"]
+            revenue[line["product_id"]] += line["quantity"] * line["unit_price"]
+    resources = {**make_resources(built.url, built.lake), "mart_io_manager": mongo_marts}
     result = dg.materialize(MARTS, partition_key=DAY.isoformat(), resources=resources)
     assert result.success
-    rfm = mongo.read("customer_rfm_analysis")
-    stored = rows(built.url, "SELECT user_id, rfm_segment, monetary "
-                             "FROM marts.customer_rfm_analysis ORDER BY user_id")
-    assert sorted(zip(rfm["user_id"], rfm["rfm_segment"], rfm["monetary"], strict=True)) == [
-        (u, s, float(m)) for u, s, m in stored]
+    rfm = mongo_marts.read("customer_rfm_analysis")
+    assert sorted(zip(rfm["user_id"], rfm["frequency"], rfm["monetary"], strict=True)) == [
+        (u, frequency[u], monetary[u]) for u in sorted(frequency)]
+    segments = rows(built.url, "SELECT user_id, rfm_segment FROM marts.customer_rfm_analysis "
+                               "WHERE analysis_date = %s ORDER BY user_id", (DAY,))
+    assert sorted(zip(rfm["user_id"], rfm["rfm_segment"], strict=True)) == segments
     assert set(rfm["analysis_date"]) == {datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)}
+    products = mongo_marts.read("product_performance")
+    assert dict(zip(products["product_id"], products["total_revenue"], strict=True)) == revenue
     again = dg.materialize(MARTS, partition_key=DAY.isoformat(), resources=resources)
-    assert again.success and len(mongo.read("customer_rfm_analysis")) == len(stored)
-    assert len(mongo.read("sales_trends")) == 3
+    assert again.success and len(mongo_marts.read("customer_rfm_analysis")) == len(frequency)
+    assert len(mongo_marts.read("sales_trends")) == 3
 
 
 def test_backfill_of_a_range_is_one_run_and_keeps_days_apart(built: Built):
