@@ -39,7 +39,7 @@ from tests.dagster.dataset import (  # noqa: E402
     build_day,
     write_raw_layer,
     write_sources,
-    write_stream_sales_metrics,
+    write_stream_ledger,
 )
 
 ADMIN_URL = os.environ.get("GLOBALMART_BENCH_DATABASE_URL",
@@ -52,7 +52,7 @@ def _load_day(url: str, lake: Path, day: date, transactions: int, seed: int) -> 
                      products=250_000, validate=False)
     write_raw_layer(lake, data)
     write_sources(url, data)
-    write_stream_sales_metrics(url, data)
+    write_stream_ledger(url, data)
 
 
 def _step_times(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:

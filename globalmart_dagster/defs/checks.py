@@ -1,5 +1,6 @@
-"""Asset checks: keys of every warehouse table, the facts' foreign keys, stream ↔ batch
-reconciliation of revenue, and the RFM mart's invariants.
+"""Asset checks: keys of every warehouse table, the facts' foreign keys, reconciliation of each
+day's revenue (warehouse = raw layer = stream accepted + left out as late), and the RFM mart's
+invariants.
 
 Key and foreign-key checks are blocking: a table that fails them must not feed the marts. On a
 daily fact, a check run with a partition looks at that day only; run without one (e.g. from
@@ -8,9 +9,12 @@ the asset's Checks tab) it looks at the whole table.
 
 from collections.abc import Sequence
 from datetime import date
+from decimal import Decimal
+from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 from psycopg import sql
 
 from globalmart_dagster.defs.marts.assets import customer_rfm_analysis
@@ -23,10 +27,7 @@ from globalmart_dagster.defs.warehouse.assets import (
     fact_sales,
     fact_sessions,
 )
-from globalmart_dagster.resources import WarehouseResource
-
-# Revenue of a day in fact_sales and in the stream's sales_metrics may differ by this fraction.
-RECONCILIATION_TOLERANCE = 0.0001
+from globalmart_dagster.resources import LakeResource, WarehouseResource
 
 # table asset, table name, key columns, partitioned by event_date
 KEYED_TABLES: list[tuple[dg.AssetsDefinition, str, tuple[str, ...], bool]] = [
@@ -152,34 +153,62 @@ def one_current_version(context: dg.AssetCheckExecutionContext,
                         "versions", context)
 
 
-@dg.asset_check(asset=fact_sales, name="revenue_reconciles_with_stream", blocking=False,
-                description="The day's revenue in fact_sales equals the day's revenue the "
-                            "streaming app wrote to sales_metrics, within 0.01 %.")
-def revenue_reconciles_with_stream(context: dg.AssetCheckExecutionContext,
-                                   warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Batch ↔ stream reconciliation: catches a broken stream as well as a broken batch."""
+def raw_day_totals(transactions: pa.Table) -> tuple[int, Decimal]:
+    """Transactions and revenue (Σ quantity × unit price of their lines) of one day of the raw
+    layer, each event counted once by ``event_id``."""
+    if transactions.num_rows == 0:
+        return 0, Decimal("0.00")
+    frame = transactions.select(["event_id", "items"]).to_pandas()
+    frame = frame.drop_duplicates("event_id")
+    revenue = sum((line["unit_price"] * line["quantity"]
+                   for items in frame["items"] for line in items), Decimal("0.00"))
+    return len(frame), revenue
+
+
+WAREHOUSE_DAY_SQL = """
+SELECT count(DISTINCT transaction_id) AS transactions, coalesce(sum(line_amount), 0) AS revenue
+FROM warehouse.fact_sales WHERE event_date = %(day)s
+"""
+LEDGER_SQL = """
+SELECT accepted_transactions + late_transactions AS transactions,
+       accepted_revenue + late_revenue AS revenue, late_transactions, late_revenue
+FROM public.stream_day_ledger WHERE event_date = %(day)s
+"""
+
+
+@dg.asset_check(asset=fact_sales, name="revenue_reconciles", blocking=True,
+                description="Per day, fact_sales holds exactly the raw layer's transactions "
+                            "and revenue, and exactly what the stream accepted into the "
+                            "real-time tables plus what it left out as late (its day ledger), "
+                            "to the cent.")
+def revenue_reconciles(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                       lake: LakeResource) -> dg.AssetCheckResult:
+    """Like with like: warehouse = raw layer = stream accepted + stream left out. Passes after a
+    replay (late events are in all three) and fails on a real loss; blocking, so a day that does
+    not reconcile does not reach the marts. Days the stream kept no ledger for (a raw layer
+    written by other means) are compared with the raw layer only."""
     targets = run_days(context)
     if targets is None:
         days = warehouse.query_frame("SELECT DISTINCT event_date FROM warehouse.fact_sales")
         targets = sorted(days["event_date"].tolist())
-    mismatches = {}
-    compared = {}
+    compared: dict[str, dict[str, Any]] = {}
+    mismatches = 0
     for day in targets:
-        row = warehouse.query_frame(
-            "SELECT (SELECT coalesce(sum(line_amount), 0) FROM warehouse.fact_sales "
-            "        WHERE event_date = %(day)s) AS batch, "
-            "       (SELECT coalesce(sum(total_amount), 0) FROM public.sales_metrics "
-            "        WHERE window_start >= %(day)s::date::timestamptz "
-            "          AND window_start < (%(day)s::date + 1)::timestamptz) AS stream",
-            {"day": day},
-        ).iloc[0]
-        batch, stream = float(row["batch"]), float(row["stream"])
-        compared[str(day)] = {"batch": batch, "stream": stream}
-        if abs(batch - stream) > RECONCILIATION_TOLERANCE * max(abs(batch), abs(stream)):
-            mismatches[str(day)] = {"batch": batch, "stream": stream}
-    return _result(len(mismatches), "days whose batch and stream revenue differ by more than "
-                                    "0.01 %", context,
-                   compared=dg.MetadataValue.json(compared))
+        built = warehouse.rows(WAREHOUSE_DAY_SQL, {"day": day})[0]
+        figures = {"warehouse": (int(built["transactions"]), Decimal(built["revenue"])),
+                   "raw_layer": raw_day_totals(lake.read_raw_day("transactions", day))}
+        ledger = warehouse.rows(LEDGER_SQL, {"day": day})
+        if ledger:
+            figures["stream"] = (int(ledger[0]["transactions"]), Decimal(ledger[0]["revenue"]))
+        mismatches += len(set(figures.values())) > 1
+        compared[str(day)] = {name: {"transactions": n, "revenue": str(r)}
+                              for name, (n, r) in figures.items()}
+        if ledger:
+            compared[str(day)]["stream_left_out_as_late"] = {
+                "transactions": int(ledger[0]["late_transactions"]),
+                "revenue": str(ledger[0]["late_revenue"])}
+    return _result(mismatches, "days whose warehouse, raw layer and stream figures differ",
+                   context, compared=dg.MetadataValue.json(compared))
 
 
 @dg.asset_check(asset=customer_rfm_analysis, name="one_segment_per_customer", blocking=True,
@@ -210,7 +239,7 @@ WAREHOUSE_CHECKS: list[dg.AssetChecksDefinition] = [
     _foreign_key_check(fact_sales, "fact_sales"),
     _foreign_key_check(fact_sessions, "fact_sessions"),
     one_current_version,
-    revenue_reconciles_with_stream,
+    revenue_reconciles,
 ]
 MART_CHECKS: list[dg.AssetChecksDefinition] = [one_segment_per_customer]
 ALL_CHECKS = [*WAREHOUSE_CHECKS, *MART_CHECKS]

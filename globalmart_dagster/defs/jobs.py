@@ -19,10 +19,17 @@ daily_warehouse_job = dg.define_asset_job(
                 "rebuild the marts as of that day (partitioned by UTC day; safe to re-run).",
 )
 
+latest_marts_job = dg.define_asset_job(
+    name="latest_marts_job",
+    selection=dg.AssetSelection.assets(*MARTS),
+    description="Rebuild the marts as of one day (the latest built day, after late events "
+                "changed an earlier one) from the warehouse.",
+)
+
 sales_trends_job = dg.define_asset_job(
     name="sales_trends_job",
     selection=dg.AssetSelection.assets(sales_trends),
     description="Rebuild the sales trends mart from the warehouse.",
 )
 
-JOBS = [daily_warehouse_job, sales_trends_job]
+JOBS = [daily_warehouse_job, latest_marts_job, sales_trends_job]

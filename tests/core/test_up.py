@@ -66,11 +66,16 @@ class Up:
                 return line
         raise AssertionError(f"no line with {text!r} within {timeout} s:\n{''.join(self.output)}")
 
+    def drain(self) -> str:
+        """Everything printed so far."""
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return "".join(self.output)
+
     def interrupt(self, timeout: float) -> int:
         self.process.send_signal(signal.SIGINT)
         code = self.process.wait(timeout=timeout)
-        while not self.lines.empty():
-            self.output.append(self.lines.get())
+        self.drain()
         return code
 
 
@@ -204,12 +209,13 @@ def test_events_waiting_at_ctrl_c_are_processed_by_the_next_up(up_factory) -> No
     first.wait_for_line("GlobalMart is up", timeout=300)
     url = f"postgresql://postgres@127.0.0.1:{first.pg_port}/globalmart"
     deadline = time.monotonic() + 240
-    while _orders_counted(url)[0] == 0:
+    while first.process.poll() is None and _orders_counted(url)[0] == 0:
         assert time.monotonic() < deadline, "".join(first.output)
-        assert first.process.poll() is None, "".join(first.output)
         time.sleep(1)  # polling interval of a condition with a deadline
+    assert first.process.poll() is None, first.drain()
     counted_at_stop = _orders_counted(url)[0]
-    assert first.interrupt(timeout=120) == 0, "".join(first.output)
+    assert first.interrupt(timeout=120) == 0, first.drain()
+    assert port_is_free(first.pg_port) and port_is_free(first.kafka_port), first.drain()
 
     second = up_factory(["--without", "generator", "--without", "dagster", "--without", "api"])
     second.wait_for_line("GlobalMart is up", timeout=300)
@@ -218,7 +224,7 @@ def test_events_waiting_at_ctrl_c_are_processed_by_the_next_up(up_factory) -> No
     url = f"postgresql://postgres@127.0.0.1:{second.pg_port}/globalmart"
     deadline = time.monotonic() + 300
     while (counted := _orders_counted(url))[0] < truth[0] and time.monotonic() < deadline:
-        assert second.process.poll() is None, "".join(second.output)
+        assert second.process.poll() is None, second.drain()
         time.sleep(1)  # polling interval of a condition with a deadline
     assert second.interrupt(timeout=120) == 0, "".join(second.output)
     assert counted == truth

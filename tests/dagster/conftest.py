@@ -22,7 +22,7 @@ from tests.dagster.dataset import (
     Day,
     generated_day,
     write_raw_layer,
-    write_stream_sales_metrics,
+    write_stream_ledger,
 )
 
 DAY = date(2026, 11, 20)
@@ -66,7 +66,7 @@ def built(make_database, spark, tmp_path_factory) -> Built:
     data, write_sources = generated_day(DAY)
     write_raw_layer(lake, data)
     write_sources(url)
-    write_stream_sales_metrics(url, data)
+    write_stream_ledger(url, data)
     buyers = sorted({tx["user_id"] for tx in data.unique("transactions")})
     sold = sorted({i["product_id"] for tx in data.unique("transactions") for i in tx["items"]})
     with psycopg.connect(url) as conn:

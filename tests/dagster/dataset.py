@@ -232,24 +232,17 @@ def write_sources(url: str, data: Day) -> None:
             conn.execute(f"DROP TABLE new_{table}")
 
 
-def write_stream_sales_metrics(url: str, data: Day) -> None:
-    """What the streaming app writes to ``sales_metrics`` for these events: tumbling 1-minute
-    windows by category × country, revenue of a line in its own category, events once."""
-    windows: dict[tuple, dict] = {}
+def write_stream_ledger(url: str, data: Day) -> None:
+    """What the streaming app's day ledger says of these events: every transaction accepted
+    (none late), each counted once, revenue as Σ quantity × unit price of its lines."""
+    per_day: dict[object, list] = {}
     for tx in data.unique("transactions"):
-        start = tx["event_time"].replace(second=0, microsecond=0)
-        for line in tx["items"]:
-            key = (start, line["category"], tx["country"])
-            w = windows.setdefault(key, {"amount": Decimal(0), "tx": set(), "units": 0})
-            w["amount"] += line["quantity"] * line["unit_price"]
-            w["tx"].add(tx["transaction_id"])
-            w["units"] += line["quantity"]
+        revenue = sum((line["quantity"] * line["unit_price"] for line in tx["items"]), Decimal(0))
+        day = per_day.setdefault(tx["event_time"].date(), [0, Decimal(0)])
+        day[0] += 1
+        day[1] += revenue
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO public.sales_metrics (window_start, window_end, category, country, "
-            "total_amount, transaction_count, avg_transaction_value, units_sold) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [(s, s + timedelta(minutes=1), c, k, w["amount"], len(w["tx"]),
-              round(w["amount"] / len(w["tx"]), 2), w["units"])
-             for (s, c, k), w in windows.items()],
-        )
+            "INSERT INTO public.stream_day_ledger (event_date, accepted_transactions, "
+            "accepted_revenue) VALUES (%s, %s, %s)",
+            [(day, n, revenue) for day, (n, revenue) in per_day.items()])

@@ -24,6 +24,11 @@ from tests.dagster.conftest import DAY, Built, make_resources
 pytestmark = pytest.mark.slow
 
 ONE_ROW = "(SELECT ctid FROM {t} LIMIT 1)"
+# The stream's day ledger as the raw layer's truth (Σ lines of each distinct transaction, from
+# the test's own dataset) plus {extra}, split into accepted and left out as late.
+LEDGER = ("INSERT INTO public.stream_day_ledger (event_date, accepted_transactions, "
+          "accepted_revenue, late_transactions, late_revenue) VALUES ('{day}', {n} - 3, "
+          "{revenue} - 10.00 + {extra}, 3, 10.00)")
 
 
 def _one(table: str) -> str:
@@ -48,10 +53,12 @@ CASES: dict[str, tuple[list[str], str, str]] = {
         ["UPDATE warehouse.fact_sales SET date_key = 19000101 "
          f"WHERE ctid = {_one('warehouse.fact_sales')}"],
         "warehouse/fact_sales", "foreign_keys_exist"),
-    "stream revenue off": (
-        ["UPDATE public.sales_metrics SET total_amount = total_amount + 1000 "
-         f"WHERE ctid = {_one('public.sales_metrics')}"],
-        "warehouse/fact_sales", "revenue_reconciles_with_stream"),
+    "stream ledger one cent off": (
+        [LEDGER.replace("{extra}", "0.01")],
+        "warehouse/fact_sales", "revenue_reconciles"),
+    "fact_sales line lost": (
+        [f"DELETE FROM warehouse.fact_sales WHERE ctid = {_one('warehouse.fact_sales')}"],
+        "warehouse/fact_sales", "revenue_reconciles"),
     "fact_sessions duplicate": (
         ["INSERT INTO warehouse.fact_sessions SELECT * FROM warehouse.fact_sessions LIMIT 1"],
         "warehouse/fact_sessions", "unique_keys"),
@@ -151,9 +158,25 @@ def run_checks(url: str, built: Built, asset: str) -> dict[str, bool]:
             if e.asset_key == key}
 
 
+def _truth(built: Built) -> dict[str, object]:
+    transactions = built.data.unique("transactions")
+    revenue = sum(line["quantity"] * line["unit_price"] for tx in transactions
+                  for line in tx["items"])
+    return {"day": DAY.isoformat(), "n": len(transactions), "revenue": revenue}
+
+
+def test_a_ledger_that_adds_up_to_the_cent_passes(built: Built, clone):
+    url = clone()
+    with psycopg.connect(url) as conn:
+        conn.execute(LEDGER.format(extra="0", **_truth(built)))  # type: ignore[arg-type]
+    assert run_checks(url, built, "warehouse/fact_sales")["revenue_reconciles"] is True
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_check_fails_on_a_broken_table(case: str, built: Built, clone):
     statements, asset, check = CASES[case]
+    statements = [s.format(**_truth(built)) if s.startswith("INSERT INTO public.stream_day")
+                  else s for s in statements]
     url = clone()
     assert run_checks(url, built, asset)[check] is True
     with psycopg.connect(url) as conn:

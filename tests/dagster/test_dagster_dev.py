@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from globalmart.embedded import EmbeddedBroker, free_port
-from tests.dagster.dataset import generated_day, write_raw_layer, write_stream_sales_metrics
+from tests.dagster.dataset import generated_day, write_raw_layer, write_stream_ledger
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def dagster_dev(make_database, broker: EmbeddedBroker, tmp_path: Path) -> Iterat
         data, write_sources = generated_day(day, seed=60 + n)
         write_raw_layer(lake, data)
         write_sources(url)
-        write_stream_sales_metrics(url, data)
+        write_stream_ledger(url, data)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")

@@ -50,19 +50,20 @@ def test_every_warehouse_table_has_key_checks_and_facts_have_foreign_key_checks(
         assert (f"warehouse/{table}", "no_null_keys") in checks
     assert ("warehouse/fact_sales", "foreign_keys_exist") in checks
     assert ("warehouse/fact_sessions", "foreign_keys_exist") in checks
-    assert ("warehouse/fact_sales", "revenue_reconciles_with_stream") in checks
+    assert ("warehouse/fact_sales", "revenue_reconciles") in checks
     assert ("warehouse/fact_sales", "freshness_check") in checks
 
 
 def test_automation():
     repository = defs.get_repository_def()
-    assert repository.get_schedule_def("daily_warehouse_schedule").cron_schedule == "0 2 * * *"
+    assert {s.name for s in defs.schedules or []} == {"hourly_sales_trends_schedule"}
     hourly = repository.get_schedule_def("hourly_sales_trends_schedule")
     assert hourly.cron_schedule == "0 * * * *"
     sensors = {s.name for s in defs.sensors or []}
     assert sensors == {"kafka_sensor", "freshness_checks_sensor"}
     job = defs.resolve_job_def("daily_warehouse_job")
     assert job.partitions_def is not None
+    assert defs.resolve_job_def("latest_marts_job").partitions_def is not None
 
 
 def test_secrets_are_read_at_run_time(monkeypatch):

@@ -1,0 +1,42 @@
+-- Completeness of the raw layer, and the stream's ledger of late events.
+
+-- The Kafka offsets each micro-batch read up to (the next offset per input partition), written
+-- in the batch's transaction; the raw-layer flush folds the batches it wrote into raw_progress.
+CREATE TABLE IF NOT EXISTS stream_state.batch_offsets (
+    query_name      text NOT NULL,
+    batch_id        bigint NOT NULL,
+    topic           text NOT NULL,
+    kafka_partition int NOT NULL,
+    next_offset     bigint NOT NULL,
+    PRIMARY KEY (query_name, batch_id, topic, kafka_partition)
+);
+
+-- How far the raw layer holds each input partition: every record below next_offset is in a
+-- Parquet file (or in the dead letter, or was a duplicate). The Dagster sensor builds a day once
+-- this has reached the end offsets the broker had when the day closed (the day's fence).
+CREATE TABLE IF NOT EXISTS public.raw_progress (
+    topic           text NOT NULL,
+    kafka_partition int NOT NULL,
+    next_offset     bigint NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic, kafka_partition)
+);
+
+-- Per event day, the transactions the stream accepted into the real-time tables and those it
+-- left out as later than its watermark (they still reach the raw layer and the warehouse):
+-- warehouse revenue of a day = accepted + left out, to the cent.
+CREATE TABLE IF NOT EXISTS public.stream_day_ledger (
+    event_date            date PRIMARY KEY,
+    accepted_transactions bigint NOT NULL DEFAULT 0,
+    accepted_revenue      numeric(16, 2) NOT NULL DEFAULT 0,
+    late_transactions     bigint NOT NULL DEFAULT 0,
+    late_revenue          numeric(16, 2) NOT NULL DEFAULT 0,
+    updated_at            timestamptz NOT NULL DEFAULT now()
+);
+
+-- The late transactions already counted in the ledger, so that a late event sent twice is
+-- counted once.
+CREATE TABLE IF NOT EXISTS stream_state.late_transactions (
+    event_id   uuid PRIMARY KEY,
+    event_date date NOT NULL
+);
