@@ -9,12 +9,12 @@ sessions and the batch's raw-layer rows (buffered in ``stream_state.raw_buffer``
 in one PostgreSQL transaction. No shuffle and no Spark state store runs per batch: at this
 product's event rates the fixed cost of Spark stages, not the data, dominated.
 
-Every ``raw_flush_interval``, and when the application stops, :class:`streaming.sinks.RawLayer`
+Every ``raw_flush_interval``, and when the application stops, :class:`streaming.sinks.raw.RawLayer`
 writes the buffered rows to the Parquet raw layer (one file per topic and day), so the lake
 gets few, large files while the real-time tables stay fresh. Every ``vacuum_interval`` the
 tables the realtime query rewrites are vacuumed (autovacuum may be off, or too slow for tables
 rewritten every second), and analysed at every ``ANALYZE_EVERY``-th vacuum, always between
-two batches of the realtime query (see :meth:`streaming.sinks.Postgres.vacuum`).
+two batches of the realtime query (see :meth:`streaming.sinks.store.Postgres.vacuum`).
 """
 
 from __future__ import annotations
@@ -39,13 +39,10 @@ from streaming.config import StreamingSettings
 from streaming.metrics import PipelineMetricsListener, QuerySnapshot
 from streaming.notifier import build_notifier
 from streaming.schemas import raw_path
-from streaming.sinks import (
-    BatchStats,
-    Postgres,
-    RawLayer,
-    RealtimeSink,
-    TopicWriter,
-)
+from streaming.sinks.batch import BatchStats, RealtimeSink
+from streaming.sinks.raw import RawLayer
+from streaming.sinks.store import Postgres
+from streaming.sinks.topics import TopicWriter
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql.streaming import StreamingQueryListener
 
 if TYPE_CHECKING:
-    from streaming.sinks import BatchResult
+    from streaming.sinks.batch import BatchResult
 
 log = logging.getLogger(__name__)
 

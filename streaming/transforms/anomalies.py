@@ -5,7 +5,7 @@
 - ``total_mismatch``: total_amount ≠ Σ quantity × unit_price.
 - ``rapid_fire``: at least the 5th transaction of the same user within (t − 60 s, t]. It needs
   the user's earlier transactions across micro-batches, so it is decided in PostgreSQL
-  (:mod:`streaming.sinks`) from :func:`user_transactions`.
+  (:mod:`streaming.sinks.anomalies`) from :func:`user_transactions`.
 
 Every anomaly has a score in [0, 1] that grows with how far past its threshold it is.
 """

@@ -3,8 +3,8 @@
 The watermark of a micro-batch is the highest event time of the earlier batches minus the
 allowed lateness (as in Spark). Events older than it are too late and dropped; among the rest,
 the first copy of each (topic, event_id) is kept. Copies seen in earlier batches are known from
-``stream_state.seen_events`` (:func:`streaming.sinks.claim_events`), which forgets them in bulk
-once they are all behind the watermark.
+``stream_state.seen_events`` (:func:`streaming.sinks.state.claim_events`), which forgets them in
+bulk once they are all behind the watermark.
 """
 
 from __future__ import annotations

@@ -100,8 +100,8 @@ def session_metrics(activity: pd.DataFrame, gap: timedelta = SESSION_GAP) -> pd.
     after the previous one, as Spark's session windows do) with the ``session_metrics``
     columns. ``purchased_after_last_add`` tells whether a purchase came within 15 minutes
     after the last cart add (the abandonment test); ``purchase_times`` lets
-    :func:`streaming.sinks.merge_staged_sessions` join pieces of a session seen in different
-    micro-batches."""
+    :func:`streaming.sinks.sessions.merge_staged_sessions` join pieces of a session seen in
+    different micro-batches."""
     if activity.empty:
         return pd.DataFrame(columns=SESSION_COLUMNS)
     kind, time = activity["kind"], activity["event_time"]

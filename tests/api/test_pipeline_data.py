@@ -31,7 +31,8 @@ def pipeline(make_database) -> tuple[str, list[dict]]:
     from generator.config import GeneratorSettings
     from generator.runner import build_simulator
     from streaming.notifier import LogNotifier
-    from streaming.sinks import BatchStats, Postgres, RealtimeSink
+    from streaming.sinks.batch import BatchStats, RealtimeSink
+    from streaming.sinks.store import Postgres
     from streaming.transforms.parse import kafka_records
 
     now = datetime.now(UTC)

@@ -12,7 +12,8 @@ import psycopg
 from pyspark.sql import functions as F
 
 from streaming.notifier import LogNotifier
-from streaming.sinks import BatchStats, Postgres, RealtimeSink
+from streaming.sinks.batch import BatchStats, RealtimeSink
+from streaming.sinks.store import Postgres
 from tests.streaming.events import at, line, transaction
 
 SCHEMA = "topic string, partition int, offset long, timestamp timestamp, value string"

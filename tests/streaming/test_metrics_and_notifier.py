@@ -15,7 +15,7 @@ from globalmart.contracts import Alert
 from streaming.app import CheckpointError, check_checkpoint, parse_duration
 from streaming.metrics import progress_rows
 from streaming.notifier import LogNotifier, WebhookNotifier, build_notifier
-from streaming.sinks import BatchResult
+from streaming.sinks.batch import BatchResult
 
 PROGRESS = {
     "name": "sessions", "batchId": 7, "timestamp": "2026-03-01T12:00:05.000Z",

@@ -22,17 +22,12 @@ from globalmart.contracts import DEAD_LETTER_TOPIC
 from globalmart.kafka import end_offsets, ensure_topics
 from streaming.notifier import LogNotifier
 from streaming.schemas import raw_arrow_schema
-from streaming.sinks import (
-    REWRITTEN_TABLES,
-    BatchStats,
-    Postgres,
-    RawLayer,
-    RealtimeSink,
-    TopicWriter,
-    detect_rapid_fire,
-    merge_staged_sessions,
-    stage_session_pieces,
-)
+from streaming.sinks.anomalies import detect_rapid_fire
+from streaming.sinks.batch import BatchStats, RealtimeSink
+from streaming.sinks.raw import RawLayer
+from streaming.sinks.sessions import merge_staged_sessions, stage_session_pieces
+from streaming.sinks.store import REWRITTEN_TABLES, Postgres
+from streaming.sinks.topics import TopicWriter
 from tests.streaming.events import (
     T0,
     at,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from globalmart.contracts import parse_event
-from streaming.sinks import frame_rows
+from streaming.sinks.store import frame_rows
 from streaming.transforms.anomalies import rule_anomalies, user_transactions
 from streaming.transforms.dedup import first_copies, on_time
 from streaming.transforms.inventory import stock_changes, stock_movements, units_sold

@@ -1,0 +1,50 @@
+"""Dead letters: the records of a batch that fail validation, produced to the
+``dead_letter`` topic (before the batch commits) and upserted into ``public.dead_letter``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pandas as pd
+import psycopg
+
+from globalmart.contracts import DEAD_LETTER_TOPIC, DeadLetter
+from streaming.sinks.store import copy_temp, frame_rows
+from streaming.sinks.topics import TopicWriter
+from streaming.transforms.parse import rejected
+
+
+def dead_letters(validated: pd.DataFrame, rejected_at: datetime) -> list[DeadLetter]:
+    """The rejected records of a validated batch as dead letters."""
+    return [DeadLetter(topic=r["topic"], partition=r["kafka_partition"],
+                       offset=r["kafka_offset"], reason=r["reason"], payload=r["payload"],
+                       rejected_at=rejected_at)
+            for r in frame_rows(rejected(validated),
+                                ["topic", "kafka_partition", "kafka_offset", "reason", "payload"])]
+
+
+def deliver_dead_letters(conn: psycopg.Connection, writer: TopicWriter | None,
+                         letters: Sequence[DeadLetter]) -> int:
+    """Produce ``letters`` to the ``dead_letter`` topic (key: their topic; not without a
+    ``writer``) and upsert them into the table, in the batch's transaction. Returns how many
+    there are."""
+    if letters:
+        if writer is not None:
+            writer.send_all(DEAD_LETTER_TOPIC, ((d.topic, d.model_dump_json()) for d in letters))
+        write_dead_letters(conn, letters)
+    return len(letters)
+
+
+def write_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter]) -> None:
+    """Upsert dead letters (idempotent by topic, partition and offset)."""
+    columns = ["topic", "kafka_partition", "kafka_offset", "reason", "payload", "rejected_at"]
+    copy_temp(conn, "tmp_dead_letter",
+              "topic text, kafka_partition int, kafka_offset bigint, reason text, payload text, "
+              "rejected_at timestamptz", columns,
+              ({"topic": d.topic, "kafka_partition": d.partition, "kafka_offset": d.offset,
+                "reason": d.reason, "payload": d.payload.replace("\x00", "\ufffd"),
+                "rejected_at": d.rejected_at} for d in letters))
+    conn.execute(f"INSERT INTO public.dead_letter ({', '.join(columns)}) "
+                 f"SELECT {', '.join(columns)} FROM tmp_dead_letter "
+                 "ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING")

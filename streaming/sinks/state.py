@@ -1,0 +1,117 @@
+"""De-duplication and watermark state of the realtime query, changed in its batch's
+transaction (so a replayed batch finds it as the first run left it).
+
+- The watermark: the query's highest event time so far (``stream_state.query_progress``) minus
+  the allowed lateness. :func:`load_watermark` locks the query's row until the batch commits;
+  :func:`advance_progress` raises it.
+- The ids seen (``stream_state.seen_events``), in two generations: new ids go into the current
+  one, and once every id of the older one is behind the watermark it is emptied and becomes
+  current (:func:`rotate_seen_generations`), so ids are forgotten in bulk, with no dead rows.
+
+:func:`accept_batch` applies both to a validated batch (the pure rules are in
+:mod:`streaming.transforms.dedup`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from streaming.sinks.store import copy_frame
+from streaming.transforms.dedup import first_copies, on_time
+from streaming.transforms.parse import valid
+
+log = logging.getLogger(__name__)
+
+
+def load_watermark(conn: psycopg.Connection, query_name: str,
+                   lateness: timedelta) -> datetime | None:
+    """The query's watermark: its highest event time so far minus ``lateness`` (None before
+    its first events). The row is locked until the batch commits."""
+    row = conn.execute("SELECT max_event_time FROM stream_state.query_progress "
+                       "WHERE query_name = %s FOR UPDATE", (query_name,)).fetchone()
+    return None if row is None else row[0] - lateness
+
+
+def advance_progress(conn: psycopg.Connection, query_name: str, newest: datetime,
+                     decided_until: datetime | None = None) -> None:
+    """Raise the query's highest event time to ``newest`` (and record how far abandonment was
+    decided)."""
+    conn.execute("""
+        INSERT INTO stream_state.query_progress AS q (query_name, max_event_time, decided_until)
+        VALUES (%s, %s, %s)
+        ON CONFLICT (query_name) DO UPDATE SET
+            max_event_time = greatest(q.max_event_time, EXCLUDED.max_event_time),
+            decided_until = coalesce(EXCLUDED.decided_until, q.decided_until)""",
+                 (query_name, newest, decided_until))
+
+
+def rotate_seen_generations(conn: psycopg.Connection, watermark: datetime | None) -> int:
+    """The current generation of ``stream_state.seen_events``. Once every id of the older
+    generation is behind ``watermark`` (or it is empty and the current one is not), the older
+    one is emptied and becomes current; the other, which no longer changes, is analysed so
+    that the probes into it are planned on its real size. The rows stay locked until the batch
+    commits."""
+    (older, _, older_newest), (current, _, newest) = conn.execute(
+        "SELECT generation, current, newest FROM stream_state.seen_generations "
+        "ORDER BY current FOR UPDATE").fetchall()
+    if newest is None or not (older_newest is None
+                              or watermark is not None and older_newest < watermark):
+        return current
+    if older_newest is not None:
+        conn.execute(sql.SQL("TRUNCATE {}").format(_seen_partition(older)))
+    conn.execute("UPDATE stream_state.seen_generations "
+                 "SET current = NOT current, newest = CASE WHEN current THEN newest END")
+    conn.execute(sql.SQL("ANALYZE {}").format(_seen_partition(current)))
+    return older
+
+
+def _seen_partition(generation: int) -> sql.Identifier:
+    return sql.Identifier("stream_state", f"seen_events_{generation}")
+
+
+def claim_events(conn: psycopg.Connection, events: pd.DataFrame,
+                 watermark: datetime | None) -> pd.DataFrame:
+    """The ``events`` (one copy each) whose (topic, event_id) is not in
+    ``stream_state.seen_events``; they are recorded in its current generation (see
+    :func:`rotate_seen_generations`). Every id at or after the watermark is remembered: a
+    generation is emptied only once all its ids are behind it."""
+    current = rotate_seen_generations(conn, watermark)
+    if events.empty:
+        return events
+    copy_frame(conn, "tmp_seen", "topic text, event_id uuid, event_time timestamptz",
+               events[["topic", "event_id", "event_time"]])
+    seen = conn.execute(sql.SQL(
+        "WITH new AS (INSERT INTO stream_state.seen_events (generation, topic, event_id, "
+        "event_time) SELECT %(current)s, topic, event_id, event_time FROM tmp_seen t "
+        "WHERE NOT EXISTS (SELECT FROM {older} o "
+        "WHERE o.event_id = t.event_id AND o.topic = t.topic) "
+        "ORDER BY event_id ON CONFLICT DO NOTHING RETURNING topic, event_id) "
+        "SELECT t.topic, t.event_id::text FROM tmp_seen t "
+        "WHERE NOT EXISTS (SELECT FROM new n WHERE n.topic = t.topic AND n.event_id = t.event_id)"
+    ).format(older=_seen_partition(1 - current)), {"current": current}).fetchall()
+    conn.execute("DROP TABLE tmp_seen")
+    conn.execute("UPDATE stream_state.seen_generations SET newest = greatest(newest, %s) "
+                 "WHERE generation = %s", (events["event_time"].max(), current))
+    if not seen:
+        return events
+    again = pd.MultiIndex.from_tuples(seen)
+    return events[~pd.MultiIndex.from_arrays([events["topic"], events["event_id"]]).isin(again)]
+
+
+def accept_batch(conn: psycopg.Connection, query_name: str, validated: pd.DataFrame,
+                 lateness: timedelta) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The valid events of a batch that are on time and new to the query, and those behind
+    the watermark (one copy each; counted in a warning)."""
+    watermark = load_watermark(conn, query_name, lateness)
+    candidates = valid(validated)
+    timely = on_time(candidates, watermark)
+    late = first_copies(candidates.drop(timely.index))
+    if len(late):
+        log.warning("%s: %d events older than the watermark %s: kept for the raw layer only",
+                    query_name, len(late), watermark)
+    return claim_events(conn, first_copies(timely), watermark), late
