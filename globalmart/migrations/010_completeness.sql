@@ -34,9 +34,11 @@ CREATE TABLE IF NOT EXISTS public.stream_day_ledger (
     updated_at            timestamptz NOT NULL DEFAULT now()
 );
 
--- The late transactions already counted in the ledger, so that a late event sent twice is
--- counted once.
-CREATE TABLE IF NOT EXISTS stream_state.late_transactions (
-    event_id   uuid PRIMARY KEY,
-    event_date date NOT NULL
+-- The late events already counted (stock, the ledger, the raw layer), so that a late event
+-- sent twice is counted once. (On-time events are de-duplicated by seen_events.)
+CREATE TABLE IF NOT EXISTS stream_state.late_events (
+    topic      text NOT NULL,
+    event_id   uuid NOT NULL,
+    event_date date NOT NULL,
+    PRIMARY KEY (event_id, topic)
 );

@@ -272,8 +272,8 @@ def kafka_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
     earliest = date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
     closed = days_closed(cursor.next_day or first_day, last_closed_day(
         stream_time, timedelta(minutes=settings.day_close_delay_minutes)), earliest)
-    for day in closed[:settings.max_days_per_tick]:
-        fence_now(day.isoformat())
+    for closed_day in closed[:settings.max_days_per_tick]:
+        fence_now(closed_day.isoformat())
 
     requests: list[dg.RunRequest] = []
     next_day = cursor.next_day or (closed[0] if closed else None)

@@ -24,7 +24,8 @@ from streaming.notifier import Notifier
 from streaming.sinks.alerts import insert_alerts, publish_alerts
 from streaming.sinks.anomalies import anomaly_rows, write_anomalies
 from streaming.sinks.dead_letters import dead_letters, deliver_dead_letters
-from streaming.sinks.raw import buffer_raw, raw_rows
+from streaming.sinks.ledger import ledger_rows, write_ledger
+from streaming.sinks.raw import buffer_raw, raw_rows, record_offsets
 from streaming.sinks.sales import sales_rows, write_sales
 from streaming.sinks.sessions import decide_abandonment, merge_staged_sessions, stage_sessions
 from streaming.sinks.state import accept_batch
@@ -126,6 +127,8 @@ class RealtimeSink:
             alerts.clear()
             events, late = accept_batch(conn, self.query_name, validated, self.lateness)
             result = BatchResult.of(validated, events)
+            record_offsets(conn, self.query_name, batch_id, validated)
+            write_ledger(conn, ledger_rows(events, late))
             delivered = deliver_dead_letters(conn, self.writer, letters)
             result.rows = delivered + self.write_events(conn, events, late, batch_id, alerts)
             if self.writer is not None:
@@ -145,29 +148,31 @@ class RealtimeSink:
     def write_events(self, conn: psycopg.Connection, events: pd.DataFrame, late: pd.DataFrame,
                      batch_id: int, alerts: list[Alert]) -> int:
         """Write what the accepted ``events`` change, buffer them and the ``late`` ones for the
-        raw layer, append the alerts raised, and return the rows written. The sessions are
-        merged (in PostgreSQL, on a second thread) while the other figures and the raw-layer
-        rows are computed."""
+        raw layer, append the alerts raised, and return the rows written. Stock counts the
+        ``late`` events too: it is no window. The sessions are merged (in PostgreSQL, on a
+        second thread) while the other figures and the raw-layer rows are computed."""
         raw = pd.concat([events, late])
+        moves = stock_rows(transaction_lines(of_topic(raw, "transactions")),
+                           of_topic(raw, "inventory_events"))
+        written = len(moves)
         if events.empty:
-            return buffer_raw(conn, raw_rows(raw, batch_id))
-        newest = events["event_time"].max().to_pydatetime()
-        forget = newest - self.lateness  # no later event of the query is older
-        stage_sessions(conn, events)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            merging = pool.submit(merge_staged_sessions, conn, forget)
-            transactions = of_topic(events, "transactions")
-            order_rows, lines = orders(transactions), transaction_lines(transactions)
-            sales = sales_rows(order_rows, lines)
-            suspects = anomaly_rows(order_rows)
-            moves = stock_rows(lines, of_topic(events, "inventory_events"))
             buffered = raw_rows(raw, batch_id)
-            sessions = merging.result()
-
-        written = write_sales(conn, sales)
-        alerts.extend(write_anomalies(conn, suspects, forget, self.critical_score))
+        else:
+            newest = events["event_time"].max().to_pydatetime()
+            forget = newest - self.lateness  # no later event of the query is older
+            stage_sessions(conn, events)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                merging = pool.submit(merge_staged_sessions, conn, forget)
+                transactions = of_topic(events, "transactions")
+                order_rows, lines = orders(transactions), transaction_lines(transactions)
+                sales = sales_rows(order_rows, lines)
+                suspects = anomaly_rows(order_rows)
+                buffered = raw_rows(raw, batch_id)
+                written += merging.result()
+            written += write_sales(conn, sales) + len(suspects.rules)
+            alerts.extend(write_anomalies(conn, suspects, forget, self.critical_score))
         alerts.extend(apply_stock_movements(conn, moves, self.query_name, batch_id))
         insert_alerts(conn, alerts)
-        sessions += decide_abandonment(conn, self.query_name, newest, self.lateness)
-        return (written + len(suspects.rules) + len(moves) + sessions
-                + buffer_raw(conn, buffered))
+        if not events.empty:
+            written += decide_abandonment(conn, self.query_name, newest, self.lateness)
+        return written + buffer_raw(conn, buffered)

@@ -1,8 +1,10 @@
 """The raw layer: a batch's accepted and late events are buffered in
 ``stream_state.raw_buffer`` in the batch's transaction (one Arrow blob per topic and event
-date, :func:`raw_rows`, :func:`buffer_raw`); :class:`RawLayer` flushes the buffer to Parquet
-files named by the range of batches they hold and deletes what it wrote from the buffer in
-its own transaction."""
+date, :func:`raw_rows`, :func:`buffer_raw`), with the Kafka offsets the batch read up to
+(:func:`record_offsets`); :class:`RawLayer` flushes the buffer to Parquet files named by the
+range of batches they hold, deletes what it wrote from the buffer and advances the raw layer's
+Kafka progress (``public.raw_progress``, the Dagster sensor's completeness fence) in its own
+transaction."""
 
 from __future__ import annotations
 
@@ -46,6 +48,20 @@ def raw_rows(events: pd.DataFrame, batch_id: int) -> list[tuple]:
     return rows
 
 
+def record_offsets(conn: psycopg.Connection, query_name: str, batch_id: int,
+                   validated: pd.DataFrame) -> None:
+    """Record, in the batch's transaction, the next offset of every input partition the batch
+    read records of (valid or not: every record below it is accounted for)."""
+    if validated.empty:
+        return
+    ends = validated.groupby(["topic", "kafka_partition"])["kafka_offset"].max() + 1
+    conn.cursor().executemany(
+        "INSERT INTO stream_state.batch_offsets (query_name, batch_id, topic, kafka_partition, "
+        "next_offset) VALUES (%s, %s, %s, %s, %s)",
+        [(query_name, batch_id, topic, int(partition), int(end))
+         for (topic, partition), end in ends.items()])
+
+
 def buffer_raw(conn: psycopg.Connection, rows: Sequence[tuple]) -> int:
     """Add :func:`raw_rows` to ``stream_state.raw_buffer``, in the batch's transaction;
     :class:`RawLayer` turns them into Parquet. Returns the events buffered."""
@@ -82,6 +98,19 @@ def write_raw_file(lake: str, topic: str, day: date, first: int, last: int,
     return f"{directory}/{name}"
 
 
+def advance_raw_progress(conn: psycopg.Connection, through: int) -> None:
+    """Fold the offsets of the batches up to ``through`` (their events are in the raw layer
+    once the flush commits) into ``public.raw_progress``."""
+    conn.execute("""
+        INSERT INTO public.raw_progress AS p (topic, kafka_partition, next_offset)
+        SELECT topic, kafka_partition, max(next_offset) FROM stream_state.batch_offsets
+        WHERE batch_id <= %s GROUP BY topic, kafka_partition ORDER BY 1, 2
+        ON CONFLICT (topic, kafka_partition) DO UPDATE SET
+            next_offset = greatest(p.next_offset, EXCLUDED.next_offset), updated_at = now()
+        """, (through,))
+    conn.execute("DELETE FROM stream_state.batch_offsets WHERE batch_id <= %s", (through,))
+
+
 class RawLayer:
     """The Parquet raw layer the warehouse reads: :meth:`flush` moves what the realtime query
     buffered into one file per topic and day, exactly once (the files are named by the range
@@ -98,10 +127,15 @@ class RawLayer:
 
         def work(conn: psycopg.Connection) -> None:
             written.clear()
+            # The batches committed so far; a batch's buffered rows and offsets commit together.
+            through = conn.execute(
+                "SELECT max(batch_id) FROM stream_state.batch_offsets").fetchone()[0]  # type: ignore[index]
             buffered = conn.execute(
                 "SELECT batch_id, topic, event_date, row_count, max_event_time, data "
-                "FROM stream_state.raw_buffer ORDER BY batch_id, topic, event_date "
-                "FOR UPDATE").fetchall()
+                "FROM stream_state.raw_buffer WHERE %s::bigint IS NULL OR batch_id <= %s "
+                "ORDER BY batch_id, topic, event_date FOR UPDATE", (through, through)).fetchall()
+            if through is not None:
+                advance_raw_progress(conn, through)
             if not buffered:
                 return
             first, last = buffered[0][0], buffered[-1][0]

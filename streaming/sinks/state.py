@@ -103,15 +103,37 @@ def claim_events(conn: psycopg.Connection, events: pd.DataFrame,
     return events[~pd.MultiIndex.from_arrays([events["topic"], events["event_id"]]).isin(again)]
 
 
+def claim_late_events(conn: psycopg.Connection, late: pd.DataFrame) -> pd.DataFrame:
+    """The ``late`` events (one copy each, behind the watermark) counted for the first time:
+    neither still remembered by ``stream_state.seen_events`` (a resend of an event accepted
+    on time) nor claimed as late before (``stream_state.late_events``); they are recorded
+    there. An event accepted on time whose id was forgotten (after one to two watermarks) and
+    that comes again counts as a new late event."""
+    if late.empty:
+        return late
+    copy_frame(conn, "tmp_late", "topic text, event_id uuid, event_time timestamptz",
+               late[["topic", "event_id", "event_time"]])
+    new = conn.execute(
+        "INSERT INTO stream_state.late_events (topic, event_id, event_date) "
+        "SELECT topic, event_id, (event_time AT TIME ZONE 'UTC')::date FROM tmp_late t "
+        "WHERE NOT EXISTS (SELECT FROM stream_state.seen_events s "
+        "                  WHERE s.event_id = t.event_id AND s.topic = t.topic) "
+        "ORDER BY event_id ON CONFLICT DO NOTHING RETURNING topic, event_id::text").fetchall()
+    conn.execute("DROP TABLE tmp_late")
+    fresh = pd.MultiIndex.from_tuples(new, names=["topic", "event_id"]) if new else []
+    return late[pd.MultiIndex.from_arrays([late["topic"], late["event_id"]]).isin(fresh)]
+
+
 def accept_batch(conn: psycopg.Connection, query_name: str, validated: pd.DataFrame,
                  lateness: timedelta) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The valid events of a batch that are on time and new to the query, and those behind
-    the watermark (one copy each; counted in a warning)."""
+    the watermark that are new (see :func:`claim_late_events`); one copy each."""
     watermark = load_watermark(conn, query_name, lateness)
     candidates = valid(validated)
     timely = on_time(candidates, watermark)
-    late = first_copies(candidates.drop(timely.index))
+    late = claim_late_events(conn, first_copies(candidates.drop(timely.index)))
     if len(late):
-        log.warning("%s: %d events older than the watermark %s: kept for the raw layer only",
+        log.warning("%s: %d events older than the watermark %s: counted in stock, the day "
+                    "ledger and the raw layer, not in the windowed real-time tables",
                     query_name, len(late), watermark)
     return claim_events(conn, first_copies(timely), watermark), late

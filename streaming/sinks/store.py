@@ -25,7 +25,8 @@ _RETRIED = (errors.DeadlockDetected, errors.SerializationFailure)
 
 # Tables the realtime query updates or deletes from in every batch.
 REWRITTEN_TABLES = ("stream_state.seen_generations", "stream_state.query_progress",
-                    "stream_state.raw_buffer", "stream_state.recent_transactions",
+                    "stream_state.raw_buffer", "stream_state.batch_offsets",
+                    "stream_state.recent_transactions",
                     "stream_state.inventory_counters", "public.inventory_status",
                     "public.session_metrics", "public.sales_metrics",
                     "public.sales_metrics_hourly", "public.order_metrics")

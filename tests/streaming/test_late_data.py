@@ -1,6 +1,7 @@
 """Late data and duplicates on a real stream (a file stream carrying Kafka-like records, so the
 watermark behaves as in the application): late events within the watermark update their
-window, later ones are dropped, and resends within the watermark count once."""
+window, later ones are left out of the windows but counted in stock and the day ledger (once,
+however often they are sent), and resends count once."""
 
 from __future__ import annotations
 
@@ -50,11 +51,23 @@ def test_late_events_within_the_watermark_update_their_window(spark, make_databa
         query.processAllAvailable()
         drop("c", [tx(at(minutes=15, seconds=30), "16.00")])
         query.processAllAvailable()
+        too_late = tx(at(minutes=1), "32.00")
+        drop("d", [too_late, too_late])  # behind the watermark, sent twice
+        query.processAllAvailable()
+        drop("e", [too_late])  # and once more, in a later batch
+        query.processAllAvailable()
     finally:
         query.stop()
     with psycopg.connect(db) as conn:
         rows = conn.execute("SELECT to_char(window_start, 'HH24:MI'), total_amount, "
                             "transaction_count FROM sales_metrics ORDER BY 1").fetchall()
+        ledger = conn.execute("SELECT accepted_transactions, accepted_revenue, "
+                              "late_transactions, late_revenue FROM stream_day_ledger").fetchall()
+        sold = conn.execute("SELECT units_sold FROM stream_state.inventory_counters "
+                            "WHERE product_id = 'p1'").fetchall()
     assert rows == [("12:00", Decimal("1.00"), 1), ("12:15", Decimal("20.00"), 2),
                     ("12:20", Decimal("2.00"), 1)]
-    assert "realtime: 2 events older than the watermark" in caplog.text  # 12:05 and the resend
+    # the truth from the events above: on time 1 + 2 + 4 + 16; late 8 and 32, each once
+    assert ledger == [(4, Decimal("23.00"), 2, Decimal("40.00"))]
+    assert sold == [(6,)]
+    assert "realtime: 1 events older than the watermark" in caplog.text  # 12:05
