@@ -109,6 +109,22 @@ def assert_totals_exact(db: str, produced: Produced) -> None:
     assert all(reason for *_, reason in dead)
     units = sum(line.quantity for t in transactions for line in t.items)
     assert query(db, "SELECT sum(units_sold) FROM sales_metrics") == [(units,)]
+    per_day: dict = {}
+    for t in transactions:
+        day = per_day.setdefault(t.event_time.date(), [0, Decimal("0.00")])
+        day[0] += 1
+        day[1] += t.lines_total
+    assert query(db, "SELECT event_date, accepted_transactions + late_transactions, "
+                     "accepted_revenue + late_revenue FROM stream_day_ledger "
+                     "ORDER BY 1") == [(d, n, r) for d, (n, r) in sorted(per_day.items())]
+
+
+def assert_raw_progress_at_the_end(db: str, bootstrap: str) -> None:
+    """Once caught up and flushed, the raw layer accounts for every record of every input
+    partition (the offsets the Dagster sensor fences days with)."""
+    ends = {key: end for key, end in end_offsets(bootstrap, INPUT_TOPICS).items() if end}
+    assert dict(((t, p), o) for t, p, o in query(
+        db, "SELECT topic, kafka_partition, next_offset FROM raw_progress")) == ends
 
 
 def assert_raw_layer_exact(spark, lake: str, produced: Produced) -> None:
@@ -131,6 +147,7 @@ def test_generated_events_end_to_end(spark, make_database, broker, tmp_path) -> 
     assert serve(spark, settings, platform, threading.Event(), available_now=True) == 0
 
     assert_totals_exact(db, produced)
+    assert_raw_progress_at_the_end(db, bootstrap)
     truth = set(query(db, "SELECT transaction_id, anomaly_type FROM source.injected_anomalies"))
     found = set(query(db, "SELECT transaction_id, anomaly_type FROM transaction_anomalies"))
     assert {kind for _, kind in truth} == {"high_value", "unusual_quantity", "rapid_fire",
@@ -190,6 +207,7 @@ def test_restart_after_a_hard_kill_keeps_totals_exact(spark, make_database, brok
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
     assert "caught up" in second.stdout
     assert_totals_exact(db, produced)
+    assert_raw_progress_at_the_end(db, bootstrap)
     assert_raw_layer_exact(spark, str(tmp_path / "lake"), produced)
 
 
