@@ -128,7 +128,9 @@ class Alert(BaseModel):
 
 class DeadLetter(BaseModel):
     """A rejected input record: the original bytes (UTF-8, replacement on invalid), where it
-    came from and why it was rejected."""
+    came from and why it was rejected. A payload too large for a Kafka message is left out of
+    the message (``payload`` empty) and kept whole in the lake's quarantine folder
+    (``quarantined_at``) and in ``public.dead_letter``; its size and SHA-256 stay."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -138,6 +140,9 @@ class DeadLetter(BaseModel):
     reason: str
     payload: str
     rejected_at: datetime
+    payload_bytes: int | None = None
+    payload_sha256: str | None = None
+    quarantined_at: str | None = None
 
 
 # Input topics, their contract and the field used as the message key.

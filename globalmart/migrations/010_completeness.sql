@@ -40,5 +40,16 @@ CREATE TABLE IF NOT EXISTS stream_state.late_events (
     topic      text NOT NULL,
     event_id   uuid NOT NULL,
     event_date date NOT NULL,
+    digest     bytea,
     PRIMARY KEY (event_id, topic)
 );
+
+-- A batch whose write fails on some records is written in parts (the records that cannot be
+-- stored go to the dead letter): each part buffers its own raw-layer rows.
+ALTER TABLE stream_state.raw_buffer ADD COLUMN IF NOT EXISTS part integer NOT NULL DEFAULT 0;
+ALTER TABLE stream_state.raw_buffer DROP CONSTRAINT IF EXISTS raw_buffer_pkey;
+ALTER TABLE stream_state.raw_buffer ADD PRIMARY KEY (batch_id, part, topic, event_date);
+
+-- A digest of each event's bytes, so that a second event with a known id and other bytes (a
+-- conflicting duplicate) is told from a resend and goes to the dead letter.
+ALTER TABLE stream_state.seen_events ADD COLUMN IF NOT EXISTS digest bytea;

@@ -32,10 +32,19 @@ from streaming.sinks.state import accept_batch
 from streaming.sinks.stock import apply_stock_movements, stock_rows
 from streaming.sinks.store import Postgres
 from streaming.sinks.topics import TopicWriter
-from streaming.transforms.parse import KAFKA_COLUMNS, of_topic, validate
+from streaming.transforms.parse import KAFKA_COLUMNS, of_topic, reject, validate
 from streaming.transforms.sales import orders, transaction_lines
 
 log = logging.getLogger(__name__)
+
+# What a record's values can make fail while its batch is written: a value a column, Arrow or
+# the driver cannot take (PostgreSQL's data errors and size limits, Arrow's and Python's
+# conversions), a sum that overflows. Such a failure is isolated to its records.
+RECORD_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded, ValueError, OverflowError,
+    ArithmeticError, pa.ArrowException)
+# Beyond this many records, a batch whose every record fails alone is a fault of the platform.
+SYSTEMIC = 20
 
 
 def collect_records(batch: DataFrame) -> pa.Table:
@@ -52,6 +61,19 @@ class BatchResult:
     rows: int = 0
     max_event_time: dict[str, datetime] = field(default_factory=dict)
     records: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def total(cls, parts: list[BatchResult]) -> BatchResult:
+        """The result of a batch written in ``parts``."""
+        result = cls()
+        for part in parts:
+            result.rows += part.rows
+            for topic, newest in part.max_event_time.items():
+                result.max_event_time[topic] = max(newest, result.max_event_time.get(topic,
+                                                                                     newest))
+            for topic, count in part.records.items():
+                result.records[topic] = result.records.get(topic, 0) + count
+        return result
 
     @classmethod
     def of(cls, validated: pd.DataFrame, events: pd.DataFrame) -> BatchResult:
@@ -89,10 +111,11 @@ class RealtimeSink:
 
     def __init__(self, query_name: str, postgres: Postgres, writer: TopicWriter | None,
                  notifier: Notifier, stats: BatchStats, lateness: timedelta,
-                 critical_score: float) -> None:
+                 critical_score: float, lake: str | None = None) -> None:
         self.query_name, self.postgres, self.writer, self.notifier = (
             query_name, postgres, writer, notifier)
         self.stats, self.lateness, self.critical_score = stats, lateness, critical_score
+        self.lake = lake  # where dead letters too large for Kafka are quarantined
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -117,7 +140,6 @@ class RealtimeSink:
     def _process(self, records: pa.Table, batch_id: int) -> BatchResult:
         started = time.monotonic()
         validated = validate(records)
-        letters = dead_letters(validated, datetime.now(UTC))
         validated_at = time.monotonic()
         outcome: list[BatchResult] = []
         alerts: list[Alert] = []
@@ -125,28 +147,79 @@ class RealtimeSink:
         def work(conn: psycopg.Connection) -> None:
             outcome.clear()
             alerts.clear()
-            events, late = accept_batch(conn, self.query_name, validated, self.lateness)
-            result = BatchResult.of(validated, events)
-            record_offsets(conn, self.query_name, batch_id, validated)
-            write_ledger(conn, ledger_rows(events, late))
-            delivered = deliver_dead_letters(conn, self.writer, letters)
-            result.rows = delivered + self.write_events(conn, events, late, batch_id, alerts)
-            if self.writer is not None:
-                publish_alerts(self.writer, alerts)
-            outcome.append(result)
+            outcome.extend(self.write_isolating(conn, validated, records, batch_id, alerts))
 
         if self.postgres.run_batch(self.query_name, batch_id, work):
             self.notifier.notify(alerts)
-        result = outcome[0] if outcome else BatchResult()
+        result = BatchResult.total(outcome)
         self.stats.record(self.query_name, batch_id, result)
         log.debug("%s batch %d: %d records (%d rejected) validated in %.0f ms; %d rows computed "
                   "and committed in %.0f ms", self.query_name, batch_id, records.num_rows,
-                  len(letters), (validated_at - started) * 1000, result.rows,
-                  (time.monotonic() - validated_at) * 1000)
+                  validated["reason"].notna().sum(), (validated_at - started) * 1000,
+                  result.rows, (time.monotonic() - validated_at) * 1000)
+        return result
+
+    def write_isolating(self, conn: psycopg.Connection, validated: pd.DataFrame,
+                        records: pa.Table, batch_id: int, alerts: list[Alert]
+                        ) -> list[BatchResult]:
+        """Write a validated batch (in the batch's transaction). When that fails on what some
+        records hold (a value a column, Arrow or the driver cannot take, a sum that
+        overflows), the batch is split in halves, each written in a savepoint and split again
+        where it fails, until the records that fail alone are found; they go to the dead letter
+        with the error, and everything else is written. No record can stop the query. (If every
+        record of a batch of more than ``SYSTEMIC`` fails alone, the fault is not in the data:
+        the error is raised.)"""
+        results: list[BatchResult] = []
+        offenders: dict[int, str] = {}
+
+        def attempt(part: pd.DataFrame) -> None:
+            try:
+                with conn.transaction():  # a savepoint: a failed part leaves no trace
+                    results.append(self.write(conn, part, records, batch_id, len(results),
+                                              alerts))
+            except RECORD_ERRORS as exc:
+                if len(part) == 1:
+                    offenders[int(part.index[0])] = f"cannot be stored: {type(exc).__name__}: {exc}"
+                    return
+                log.warning("%s batch %d: writing %d records failed (%s); splitting them to "
+                            "find the records at fault", self.query_name, batch_id, len(part),
+                            exc)
+                middle = len(part) // 2
+                attempt(part.iloc[:middle])
+                attempt(part.iloc[middle:])
+
+        attempt(validated)
+        if offenders:
+            if len(offenders) == len(validated) > SYSTEMIC:
+                raise RuntimeError(f"every record of batch {batch_id} failed to be written; "
+                                   f"first error: {next(iter(offenders.values()))}")
+            log.warning("%s batch %d: %d records cannot be stored; dead-lettered",
+                        self.query_name, batch_id, len(offenders))
+            results.append(self.write(conn, reject(validated, records, offenders), records,
+                                      batch_id, len(results), alerts))
+        return results
+
+    def write(self, conn: psycopg.Connection, validated: pd.DataFrame, records: pa.Table,
+              batch_id: int, part: int, alerts: list[Alert]) -> BatchResult:
+        """Write (part of) a validated batch: accept its events, record its offsets and its
+        day ledger, deliver its dead letters (conflicting duplicates among them), write what
+        its events change and publish the alerts raised."""
+        events, late, conflicts = accept_batch(conn, self.query_name, validated, self.lateness)
+        result = BatchResult.of(validated, events)
+        record_offsets(conn, self.query_name, batch_id, validated)
+        write_ledger(conn, ledger_rows(events, late))
+        letters = dead_letters(pd.concat([validated, reject(validated, records, conflicts)]),
+                               datetime.now(UTC))
+        delivered = deliver_dead_letters(conn, self.writer, letters, self.lake)
+        raised: list[Alert] = []
+        result.rows = delivered + self.write_events(conn, events, late, batch_id, part, raised)
+        if self.writer is not None:
+            publish_alerts(self.writer, raised)
+        alerts.extend(raised)
         return result
 
     def write_events(self, conn: psycopg.Connection, events: pd.DataFrame, late: pd.DataFrame,
-                     batch_id: int, alerts: list[Alert]) -> int:
+                     batch_id: int, part: int, alerts: list[Alert]) -> int:
         """Write what the accepted ``events`` change, buffer them and the ``late`` ones for the
         raw layer, append the alerts raised, and return the rows written. Stock counts the
         ``late`` events too: it is no window. The sessions are merged (in PostgreSQL, on a
@@ -156,7 +229,7 @@ class RealtimeSink:
                            of_topic(raw, "inventory_events"))
         written = len(moves)
         if events.empty:
-            buffered = raw_rows(raw, batch_id)
+            buffered = raw_rows(raw, batch_id, part)
         else:
             newest = events["event_time"].max().to_pydatetime()
             forget = newest - self.lateness  # no later event of the query is older
@@ -167,7 +240,7 @@ class RealtimeSink:
                 order_rows, lines = orders(transactions), transaction_lines(transactions)
                 sales = sales_rows(order_rows, lines)
                 suspects = anomaly_rows(order_rows)
-                buffered = raw_rows(raw, batch_id)
+                buffered = raw_rows(raw, batch_id, part)
                 written += merging.result()
             written += write_sales(conn, sales) + len(suspects.rules)
             alerts.extend(write_anomalies(conn, suspects, forget, self.critical_score))

@@ -35,16 +35,17 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def raw_rows(events: pd.DataFrame, batch_id: int) -> list[tuple]:
-    """The accepted ``events`` of batch ``batch_id`` as rows of ``stream_state.raw_buffer``:
-    one Arrow blob per topic and event date."""
+def raw_rows(events: pd.DataFrame, batch_id: int, part: int = 0) -> list[tuple]:
+    """The accepted ``events`` of batch ``batch_id`` (its ``part``-th part when it is written
+    in parts) as rows of ``stream_state.raw_buffer``: one Arrow blob per topic and event
+    date."""
     rows = []
     for topic in INPUT_TOPICS:
         table = accepted(events, topic)
         for day in sorted(table["event_date"].unique().to_pylist()):
-            part = table.filter(pc.equal(table["event_date"], day)).drop_columns("event_date")
-            rows.append((batch_id, topic, day, part.num_rows,
-                         pc.max(part["event_time"]).as_py(), _ipc(part)))
+            chunk = table.filter(pc.equal(table["event_date"], day)).drop_columns("event_date")
+            rows.append((batch_id, part, topic, day, chunk.num_rows,
+                         pc.max(chunk["event_time"]).as_py(), _ipc(chunk)))
     return rows
 
 
@@ -56,8 +57,10 @@ def record_offsets(conn: psycopg.Connection, query_name: str, batch_id: int,
         return
     ends = validated.groupby(["topic", "kafka_partition"])["kafka_offset"].max() + 1
     conn.cursor().executemany(
-        "INSERT INTO stream_state.batch_offsets (query_name, batch_id, topic, kafka_partition, "
-        "next_offset) VALUES (%s, %s, %s, %s, %s)",
+        "INSERT INTO stream_state.batch_offsets AS b (query_name, batch_id, topic, "
+        "kafka_partition, next_offset) VALUES (%s, %s, %s, %s, %s) "
+        "ON CONFLICT (query_name, batch_id, topic, kafka_partition) DO UPDATE SET "
+        "next_offset = greatest(b.next_offset, EXCLUDED.next_offset)",
         [(query_name, batch_id, topic, int(partition), int(end))
          for (topic, partition), end in ends.items()])
 
@@ -67,9 +70,9 @@ def buffer_raw(conn: psycopg.Connection, rows: Sequence[tuple]) -> int:
     :class:`RawLayer` turns them into Parquet. Returns the events buffered."""
     if rows:
         conn.cursor().executemany(
-            "INSERT INTO stream_state.raw_buffer (batch_id, topic, event_date, row_count, "
-            "max_event_time, data) VALUES (%s, %s, %s, %s, %s, %s)", rows)
-    return sum(row[3] for row in rows)
+            "INSERT INTO stream_state.raw_buffer (batch_id, part, topic, event_date, row_count, "
+            "max_event_time, data) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+    return sum(row[4] for row in rows)
 
 
 def _first_batch(name: str) -> int | None:
@@ -133,7 +136,8 @@ class RawLayer:
             buffered = conn.execute(
                 "SELECT batch_id, topic, event_date, row_count, max_event_time, data "
                 "FROM stream_state.raw_buffer WHERE %s::bigint IS NULL OR batch_id <= %s "
-                "ORDER BY batch_id, topic, event_date FOR UPDATE", (through, through)).fetchall()
+                "ORDER BY batch_id, part, topic, event_date FOR UPDATE",
+                (through, through)).fetchall()
             if through is not None:
                 advance_raw_progress(conn, through)
             if not buffered:

@@ -22,7 +22,12 @@ import psycopg
 from psycopg import sql
 
 from streaming.sinks.store import copy_frame
-from streaming.transforms.dedup import first_copies, on_time
+from streaming.transforms.dedup import (
+    conflict_reason,
+    conflicting_copies,
+    first_copies,
+    on_time,
+)
 from streaming.transforms.parse import valid
 
 log = logging.getLogger(__name__)
@@ -75,65 +80,100 @@ def _seen_partition(generation: int) -> sql.Identifier:
 
 
 def claim_events(conn: psycopg.Connection, events: pd.DataFrame,
-                 watermark: datetime | None) -> pd.DataFrame:
+                 watermark: datetime | None) -> tuple[pd.DataFrame, dict[int, str]]:
     """The ``events`` (one copy each) whose (topic, event_id) is not in
-    ``stream_state.seen_events``; they are recorded in its current generation (see
-    :func:`rotate_seen_generations`). Every id at or after the watermark is remembered: a
-    generation is emptied only once all its ids are behind it."""
+    ``stream_state.seen_events``, which are recorded in its current generation (see
+    :func:`rotate_seen_generations`), and the conflicting duplicates among the others (a known
+    id with other bytes) with their reason. Every id at or after the watermark is remembered:
+    a generation is emptied only once all its ids are behind it."""
     current = rotate_seen_generations(conn, watermark)
     if events.empty:
-        return events
-    copy_frame(conn, "tmp_seen", "topic text, event_id uuid, event_time timestamptz",
-               events[["topic", "event_id", "event_time"]])
+        return events, {}
+    copy_frame(conn, "tmp_seen", "topic text, event_id uuid, event_time timestamptz, "
+               "digest bytea", _for_copy(events))
     seen = conn.execute(sql.SQL(
         "WITH new AS (INSERT INTO stream_state.seen_events (generation, topic, event_id, "
-        "event_time) SELECT %(current)s, topic, event_id, event_time FROM tmp_seen t "
-        "WHERE NOT EXISTS (SELECT FROM {older} o "
+        "event_time, digest) SELECT %(current)s, topic, event_id, event_time, digest "
+        "FROM tmp_seen t WHERE NOT EXISTS (SELECT FROM {older} o "
         "WHERE o.event_id = t.event_id AND o.topic = t.topic) "
         "ORDER BY event_id ON CONFLICT DO NOTHING RETURNING topic, event_id) "
-        "SELECT t.topic, t.event_id::text FROM tmp_seen t "
+        "SELECT t.topic, t.event_id::text, bool_or(s.digest IS DISTINCT FROM t.digest "
+        "AND s.digest IS NOT NULL) FROM tmp_seen t "
+        "JOIN stream_state.seen_events s ON s.event_id = t.event_id AND s.topic = t.topic "
         "WHERE NOT EXISTS (SELECT FROM new n WHERE n.topic = t.topic AND n.event_id = t.event_id)"
+        " GROUP BY 1, 2"
     ).format(older=_seen_partition(1 - current)), {"current": current}).fetchall()
     conn.execute("DROP TABLE tmp_seen")
     conn.execute("UPDATE stream_state.seen_generations SET newest = greatest(newest, %s) "
                  "WHERE generation = %s", (events["event_time"].max(), current))
-    if not seen:
-        return events
-    again = pd.MultiIndex.from_tuples(seen)
-    return events[~pd.MultiIndex.from_arrays([events["topic"], events["event_id"]]).isin(again)]
+    return _known_apart(events, seen)
 
 
-def claim_late_events(conn: psycopg.Connection, late: pd.DataFrame) -> pd.DataFrame:
+def _for_copy(events: pd.DataFrame) -> pd.DataFrame:
+    """The key, time and digest of ``events`` as COPY takes them (bytea as hex text)."""
+    return pd.DataFrame({
+        "topic": events["topic"], "event_id": events["event_id"],
+        "event_time": events["event_time"],
+        "digest": [None if d is None else "\\x" + d.hex() for d in events["digest"]]})
+
+
+def _known_apart(events: pd.DataFrame, known: list[tuple[str, str, bool]]
+                 ) -> tuple[pd.DataFrame, dict[int, str]]:
+    """``events`` without those ``known`` ((topic, event_id, conflicting) rows), and the
+    conflicting ones with their reason."""
+    if not known:
+        return events, {}
+    keys = pd.MultiIndex.from_arrays([events["topic"], events["event_id"]])
+    again = keys.isin(pd.MultiIndex.from_tuples([(t, i) for t, i, _ in known]))
+    clash = keys.isin(pd.MultiIndex.from_tuples([(t, i) for t, i, c in known if c] or [("", "")]))
+    conflicts = {int(i): conflict_reason(e) for i, e in
+                 zip(events.index[clash], events["event_id"][clash], strict=True)}
+    return events[~again], conflicts
+
+
+def claim_late_events(conn: psycopg.Connection, late: pd.DataFrame
+                      ) -> tuple[pd.DataFrame, dict[int, str]]:
     """The ``late`` events (one copy each, behind the watermark) counted for the first time:
     neither still remembered by ``stream_state.seen_events`` (a resend of an event accepted
-    on time) nor claimed as late before (``stream_state.late_events``); they are recorded
-    there. An event accepted on time whose id was forgotten (after one to two watermarks) and
-    that comes again counts as a new late event."""
+    on time) nor claimed as late before (``stream_state.late_events``), which are recorded
+    there; and the conflicting duplicates among the others. An event accepted on time whose id
+    was forgotten (after one to two watermarks) and that comes again counts as a new late
+    event."""
     if late.empty:
-        return late
-    copy_frame(conn, "tmp_late", "topic text, event_id uuid, event_time timestamptz",
-               late[["topic", "event_id", "event_time"]])
-    new = conn.execute(
-        "INSERT INTO stream_state.late_events (topic, event_id, event_date) "
-        "SELECT topic, event_id, (event_time AT TIME ZONE 'UTC')::date FROM tmp_late t "
-        "WHERE NOT EXISTS (SELECT FROM stream_state.seen_events s "
-        "                  WHERE s.event_id = t.event_id AND s.topic = t.topic) "
-        "ORDER BY event_id ON CONFLICT DO NOTHING RETURNING topic, event_id::text").fetchall()
+        return late, {}
+    copy_frame(conn, "tmp_late", "topic text, event_id uuid, event_time timestamptz, "
+               "digest bytea", _for_copy(late))
+    known = conn.execute(
+        "WITH known AS (SELECT t.topic, t.event_id, bool_or(k.digest IS DISTINCT FROM t.digest "
+        "  AND k.digest IS NOT NULL) AS conflicting FROM tmp_late t JOIN ("
+        "    SELECT topic, event_id, digest FROM stream_state.seen_events UNION ALL "
+        "    SELECT topic, event_id, digest FROM stream_state.late_events) k "
+        "  ON k.event_id = t.event_id AND k.topic = t.topic GROUP BY 1, 2), "
+        "new AS (INSERT INTO stream_state.late_events (topic, event_id, event_date, digest) "
+        "  SELECT topic, event_id, (event_time AT TIME ZONE 'UTC')::date, digest FROM tmp_late t"
+        "  WHERE NOT EXISTS (SELECT FROM known k WHERE k.topic = t.topic "
+        "                    AND k.event_id = t.event_id) "
+        "  ORDER BY event_id ON CONFLICT DO NOTHING) "
+        "SELECT topic, event_id::text, conflicting FROM known").fetchall()
     conn.execute("DROP TABLE tmp_late")
-    fresh = pd.MultiIndex.from_tuples(new, names=["topic", "event_id"]) if new else []
-    return late[pd.MultiIndex.from_arrays([late["topic"], late["event_id"]]).isin(fresh)]
+    return _known_apart(late, known)
 
 
 def accept_batch(conn: psycopg.Connection, query_name: str, validated: pd.DataFrame,
-                 lateness: timedelta) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The valid events of a batch that are on time and new to the query, and those behind
-    the watermark that are new (see :func:`claim_late_events`); one copy each."""
+                 lateness: timedelta) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, str]]:
+    """The valid events of a batch that are on time and new to the query, those behind the
+    watermark that are new (see :func:`claim_late_events`), one copy each, and the conflicting
+    duplicates (same event id, other bytes: within the batch or against what was seen) with
+    their reason."""
     watermark = load_watermark(conn, query_name, lateness)
     candidates = valid(validated)
+    conflicts = conflicting_copies(candidates)
     timely = on_time(candidates, watermark)
-    late = claim_late_events(conn, first_copies(candidates.drop(timely.index)))
+    late, late_conflicts = claim_late_events(
+        conn, first_copies(candidates.drop(timely.index)))
     if len(late):
         log.warning("%s: %d events older than the watermark %s: counted in stock, the day "
                     "ledger and the raw layer, not in the windowed real-time tables",
                     query_name, len(late), watermark)
-    return claim_events(conn, first_copies(timely), watermark), late
+    events, seen_conflicts = claim_events(conn, first_copies(timely), watermark)
+    return events, late, {**conflicts, **late_conflicts, **seen_conflicts}

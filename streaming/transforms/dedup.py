@@ -26,3 +26,22 @@ def on_time(events: pd.DataFrame, watermark: datetime | None) -> pd.DataFrame:
 def first_copies(events: pd.DataFrame) -> pd.DataFrame:
     """The first copy (in arrival order) of each (topic, event_id) of a batch."""
     return events.drop_duplicates(KEY, keep="first")
+
+
+def conflicting_copies(events: pd.DataFrame) -> dict[int, str]:
+    """The copies of an event id in a batch whose bytes differ from its first copy's (by
+    ``digest``), with the reason they are rejected; same bytes again are a plain resend."""
+    first = events.drop_duplicates(KEY, keep="first").set_index(KEY)["digest"]
+    copies = events[events.duplicated(KEY, keep="first")]
+    if copies.empty:
+        return {}
+    original = first.reindex(pd.MultiIndex.from_frame(copies[KEY])).to_numpy()
+    differ = copies[[a != b for a, b in zip(copies["digest"], original, strict=True)]]
+    return {int(i): conflict_reason(e) for i, e in zip(differ.index, differ["event_id"],
+                                                        strict=True)}
+
+
+def conflict_reason(event_id: str) -> str:
+    """Why a conflicting duplicate is rejected."""
+    return (f"conflicting duplicate: event_id {event_id} was already received with other "
+            "content; the first copy counts")

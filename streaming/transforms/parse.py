@@ -8,6 +8,7 @@ it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -73,10 +74,11 @@ def kafka_records(rows: Sequence[tuple[str, int, int, bytes | str | None]]) -> p
 def validate(records: pa.Table) -> pd.DataFrame:
     """Kafka records (``topic``, ``partition``, ``offset``, ``value``) with their verdict: one row
     per record with ``reason`` (None when valid), ``payload`` (the original text when rejected),
-    ``event`` (the contract model when valid), ``event_id`` and ``event_time``."""
+    ``event`` (the contract model when valid), ``event_id``, ``event_time`` and ``digest`` (of
+    the record's bytes when valid: two copies of an event id with other bytes conflict)."""
     topics = records.column("topic").to_pylist()
-    verdicts = [check_record(t, v) for t, v in
-                zip(topics, records.column("value").to_pylist(), strict=True)]
+    values = records.column("value").to_pylist()
+    verdicts = [check_record(t, v) for t, v in zip(topics, values, strict=True)]
     events: list[Any] = [None if reason else found for reason, found in verdicts]
     return pd.DataFrame({
         "topic": topics,
@@ -89,7 +91,25 @@ def validate(records: pa.Table) -> pd.DataFrame:
         "event_time": pd.to_datetime(
             np.array([_NAT if e is None else (e.event_time - _EPOCH) // _MICROSECOND
                       for e in events], dtype="int64"), unit="us", utc=True),
+        "digest": [None if e is None else hashlib.blake2b(v, digest_size=16).digest()
+                   for e, v in zip(events, values, strict=True)],
     }, columns=VALIDATED_COLUMNS)
+
+
+def reject(validated: pd.DataFrame, records: pa.Table, reasons: dict[int, str]) -> pd.DataFrame:
+    """The records at the positions of ``reasons`` (valid by the contract, but a conflicting
+    duplicate or failing to be written) as rejected records, with their reason and their
+    original text as payload."""
+    values = records.column("value")
+    chosen = validated.loc[list(reasons)].copy()
+    chosen["reason"] = [reasons[i][:MAX_REASON] for i in reasons]
+    chosen["payload"] = [bytes(values[i].as_py() or b"").decode("utf-8", "replace")
+                         for i in reasons]
+    chosen["event"] = None
+    chosen["event_id"] = None
+    chosen["event_time"] = pd.NaT
+    chosen["digest"] = None
+    return chosen
 
 
 def rejected(validated: pd.DataFrame) -> pd.DataFrame:
