@@ -124,6 +124,7 @@ def merge_staged_sessions(conn: psycopg.Connection, forget: datetime) -> int:
     rows written."""
     # No row locks: the batch's transaction holds its query's progress row
     # (state.load_watermark), and only the realtime query writes sessions.
+    conn.execute("DROP TABLE IF EXISTS pg_temp.tmp_parts")  # an earlier part of the batch's
     conn.execute(_SESSION_ISLANDS, {"gap": SESSION_GAP})
     conn.execute("DELETE FROM public.session_metrics s USING tmp_parts p "
                  "WHERE NOT p.fresh AND p.session_start > p.island_start "

@@ -122,11 +122,18 @@ def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, An
     return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
+def create_temp(conn: psycopg.Connection, table: str, columns: str) -> None:
+    """Create temporary ``table`` (``columns``: its column definitions), dropped at commit,
+    replacing one that an earlier part of the same batch's transaction left."""
+    conn.execute(f"DROP TABLE IF EXISTS pg_temp.{table}")
+    conn.execute(f"CREATE TEMP TABLE {table} {columns} ON COMMIT DROP")
+
+
 def copy_temp(conn: psycopg.Connection, table: str, ddl: str, columns: Sequence[str],
               rows: Iterable[dict[str, Any]]) -> None:
     """Create temporary ``table`` (``ddl`` column definitions, dropped at commit) and COPY
     ``rows`` into it."""
-    conn.execute(f"CREATE TEMP TABLE {table} ({ddl}) ON COMMIT DROP")
+    create_temp(conn, table, f"({ddl})")
     with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([row[c] for c in columns])
@@ -137,7 +144,7 @@ def copy_frame(conn: psycopg.Connection, table: str, ddl: str, frame: pd.DataFra
     dropped at commit) and bulk-load ``frame`` with :func:`globalmart.db.copy_arrow` (no Python
     work per row; for the large per-event tables). List values become PostgreSQL array
     literals, decimals text."""
-    conn.execute(f"CREATE TEMP TABLE {table} ({ddl}) ON COMMIT DROP")
+    create_temp(conn, table, f"({ddl})")
     if frame.empty:
         return
     frame = frame.copy()

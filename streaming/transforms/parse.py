@@ -29,7 +29,7 @@ _MICROSECOND = timedelta(microseconds=1)
 _NAT = np.iinfo("int64").min
 KAFKA_COLUMNS = ["topic", "partition", "offset", "value"]
 VALIDATED_COLUMNS = ["topic", "kafka_partition", "kafka_offset", "reason", "payload", "event",
-                     "event_id", "event_time"]
+                     "event_id", "event_time", "digest"]
 
 
 def _reason(exc: Exception) -> str:
@@ -107,7 +107,8 @@ def reject(validated: pd.DataFrame, records: pa.Table, reasons: dict[int, str]) 
                          for i in reasons]
     chosen["event"] = None
     chosen["event_id"] = None
-    chosen["event_time"] = pd.NaT
+    chosen["event_time"] = pd.Series(pd.NaT, index=chosen.index,
+                                      dtype=validated["event_time"].dtype)
     chosen["digest"] = None
     return chosen
 

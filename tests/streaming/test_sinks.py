@@ -4,6 +4,7 @@ and the table, and the Parquet raw layer."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -479,3 +480,89 @@ def test_the_vacuum_waits_for_the_batch_being_written(postgres, db) -> None:
     assert waited
     assert _query(db, "SELECT relpages > 0, reltuples FROM pg_class "
                       "WHERE oid = 'public.session_metrics'::regclass") == [(True, 5000.0)]
+
+
+def test_conflicting_duplicates_go_to_the_dead_letter_and_the_first_copy_counts(sink, db
+                                                                                ) -> None:
+    first = transaction(items=[line("p1", "Books", 1, "10")], time=at(minutes=5))
+    resend = dict(first)
+    other = {**first, "items": [line("p1", "Books", 1, "99")]}  # same id, other bytes
+    rows = [record("transactions", first), record("transactions", resend),
+            record("transactions", other)]
+    sink.process(records(rows), 0)
+    later = record("transactions", {**first, "city": "Boston"})
+    sink.process(records([later]), 1)
+    moved = transaction(items=[line("p1", "Books", 1, "5")], time=at(minutes=30))
+    sink.process(topic_batch("transactions", [moved]), 2)  # first is now behind the watermark
+    behind = record("transactions", {**first, "city": "Denver"})
+    sink.process(records([behind]), 3)
+    dead = _query(db, "SELECT kafka_offset, reason FROM dead_letter ORDER BY 1")
+    assert [o for o, _ in dead] == [rows[2][2], later[2], behind[2]]
+    assert all(r.startswith("conflicting duplicate") and first["event_id"] in r for _, r in dead)
+    assert _query(db, "SELECT sum(order_count), sum(revenue) FROM order_metrics") == [
+        (2, Decimal("15.00"))]
+    assert _query(db, "SELECT sum(accepted_transactions), sum(late_transactions) "
+                      "FROM stream_day_ledger") == [(2, 0)]
+
+
+POISON = """
+CREATE FUNCTION public.poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.category = 'Poison' THEN
+        RAISE EXCEPTION 'value out of range for this column' USING ERRCODE = '22003';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER poison BEFORE INSERT OR UPDATE ON public.sales_metrics
+    FOR EACH ROW EXECUTE FUNCTION public.poison();
+"""
+
+
+def test_records_a_table_cannot_store_are_isolated_and_the_rest_commits(sink, db,
+                                                                        caplog) -> None:
+    """A value the stored column refuses (here a trigger that raises PostgreSQL's
+    numeric_value_out_of_range for one category, the error an overflowing amount gets) fails
+    the batch's write: the batch is split until the records at fault are found; they go to the
+    dead letter with the error, every other event is counted exactly."""
+    with psycopg.connect(db) as conn:
+        conn.execute(POISON)  # type: ignore[arg-type]
+    good = [transaction(items=[line(f"p{n}", "Books", 1, f"{n}.00")], time=at(n))
+            for n in range(1, 41)]
+    bad = [transaction(items=[line("p0", "Poison", 1, "1000.00")], time=at(n))
+           for n in (7, 23, 38)]
+    rows = [record("transactions", e) for e in good[:7] + [bad[0]] + good[7:22] + [bad[1]]
+            + good[22:] + [bad[2]]]
+    sink.process(records(rows), 0)
+    dead = _query(db, "SELECT kafka_offset, reason FROM dead_letter ORDER BY 1")
+    offsets = {r[2] for r, e in zip(rows, good[:7] + [bad[0]] + good[7:22] + [bad[1]]
+                                    + good[22:] + [bad[2]], strict=True) if e in bad}
+    assert {o for o, _ in dead} == offsets
+    assert all(r.startswith("cannot be stored") and "out of range" in r for _, r in dead)
+    truth = sum(Decimal(str(e["items"][0]["unit_price"])) for e in good)
+    assert _query(db, "SELECT sum(order_count), sum(revenue) FROM order_metrics") == [
+        (len(good), truth)]
+    assert _query(db, "SELECT sum(total_amount) FROM sales_metrics") == [(truth,)]
+    assert _query(db, "SELECT next_offset FROM raw_progress") == []  # not flushed yet
+    assert _query(db, "SELECT max(next_offset) FROM stream_state.batch_offsets") == [
+        (max(r[2] for r in rows) + 1,)]
+    assert "splitting them to find the records at fault" in caplog.text
+    assert sink.process(records(rows), 0).rows == 0  # a replay of the batch changes nothing
+
+
+def test_a_dead_letter_too_large_for_kafka_keeps_its_reason_and_its_payload_in_the_lake(
+        postgres, db, broker, tmp_path) -> None:
+    ensure_topics(broker.bootstrap_servers, [DEAD_LETTER_TOPIC])
+    writer = TopicWriter(broker.bootstrap_servers)
+    sink = RealtimeSink("realtime", postgres, writer, LogNotifier(), BatchStats(), LATENESS, 0.8,
+                        lake=str(tmp_path))
+    huge = '{"note": "' + "\u0001" * 400_000 + '"'  # 400 kB, six times that as JSON text
+    row = record("transactions", huge)
+    sink.process(records([row, record("cart_events", cart())]), 0)
+    writer.close()
+    (letter,) = _read_topic(broker.bootstrap_servers, DEAD_LETTER_TOPIC)
+    assert letter["payload"] == "" and letter["reason"]
+    assert letter["payload_bytes"] == len(huge.encode())
+    assert letter["payload_sha256"] == hashlib.sha256(huge.encode()).hexdigest()
+    assert Path(letter["quarantined_at"]).read_text() == huge
+    assert _query(db, "SELECT payload FROM dead_letter") == [(huge.replace("\x00", ""),)]
+    assert _query(db, "SELECT count(*) FROM stream_state.seen_events") == [(1,)]
