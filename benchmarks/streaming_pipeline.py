@@ -16,8 +16,9 @@ this machine.
    1 % of the rate (the application processes at least 99 % of what arrives)
    — and the application catches up within 10 s after the producer stops.
 
-Runs its own Apache Kafka broker (``globalmart.embedded``), a fresh PostgreSQL database (dropped at the end) and a temporary
-lake. Usage: ``.venv/bin/python benchmarks/streaming_pipeline.py [--backlog N] [--rate R]``.
+Runs its own Apache Kafka broker (``globalmart.embedded``), a fresh PostgreSQL database
+(dropped at the end) and a temporary lake.
+Usage: ``.venv/bin/python benchmarks/streaming_pipeline.py [--backlog N] [--rate R]``.
 """
 
 from __future__ import annotations

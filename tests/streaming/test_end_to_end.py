@@ -123,8 +123,8 @@ def assert_raw_progress_at_the_end(db: str, bootstrap: str) -> None:
     """Once caught up and flushed, the raw layer accounts for every record of every input
     partition (the offsets the Dagster sensor fences days with)."""
     ends = {key: end for key, end in end_offsets(bootstrap, INPUT_TOPICS).items() if end}
-    assert dict(((t, p), o) for t, p, o in query(
-        db, "SELECT topic, kafka_partition, next_offset FROM raw_progress")) == ends
+    assert {(t, p): o for t, p, o in query(
+        db, "SELECT topic, kafka_partition, next_offset FROM raw_progress")} == ends
 
 
 def assert_raw_layer_exact(spark, lake: str, produced: Produced) -> None:
