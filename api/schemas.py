@@ -69,6 +69,14 @@ class SalesSummaryMetrics(BaseModel):
     units_sold: int
 
 
+class LateTransactions(BaseModel):
+    """Transactions of the period's days that arrived later than the stream's watermark: left
+    out of the real-time figures, counted in stock and in the warehouse (day by day)."""
+
+    transaction_count: int
+    total_revenue: float
+
+
 class SalesSummary(Fresh):
     """Totals since the start of the period."""
 
@@ -76,6 +84,9 @@ class SalesSummary(Fresh):
     start_date: datetime
     end_date: datetime
     metrics: SalesSummaryMetrics
+    left_out_late: LateTransactions = Field(
+        description="What the real-time figures leave out of the period's days as too late "
+                    "(from the stream's day ledger).")
 
 
 class CountrySales(BaseModel):

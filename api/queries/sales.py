@@ -12,6 +12,7 @@ from api.queries.periods import period_start
 from api.schemas import (
     CategorySales,
     CountrySales,
+    LateTransactions,
     MinuteSales,
     Period,
     SalesByCategory,
@@ -47,6 +48,12 @@ _SUMMARY = """
 SELECT coalesce(sum(order_count), 0) AS orders, coalesce(sum(revenue), 0) AS revenue,
        coalesce(sum(units_sold), 0) AS units
 FROM public.order_metrics WHERE window_start >= %s AND window_start < %s
+"""
+
+_LATE = """
+SELECT coalesce(sum(late_transactions), 0) AS orders, coalesce(sum(late_revenue), 0) AS revenue
+FROM public.stream_day_ledger
+WHERE event_date >= (%s AT TIME ZONE 'UTC')::date AND event_date <= (%s AT TIME ZONE 'UTC')::date
 """
 
 _BY_COUNTRY = """
@@ -95,6 +102,7 @@ async def summary(conn: Conn, period: Period) -> SalesSummary:
     end = datetime.now(UTC)
     start = period_start(period, end)
     row = await fetch_one(conn, _SUMMARY, (start, end))
+    late = await fetch_one(conn, _LATE, (start, end))
     orders, revenue = int(row["orders"]), float(row["revenue"])
     return SalesSummary(
         data_as_of=await as_of(conn, "order_metrics"), period=period, start_date=start,
@@ -103,6 +111,8 @@ async def summary(conn: Conn, period: Period) -> SalesSummary:
             transaction_count=orders, total_revenue=revenue, units_sold=int(row["units"]),
             avg_transaction_value=round(revenue / orders, 2) if orders else 0.0,
         ),
+        left_out_late=LateTransactions(transaction_count=int(late["orders"]),
+                                       total_revenue=float(late["revenue"])),
     )
 
 

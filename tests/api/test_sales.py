@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 
 from . import dataset as ds  # noqa: TID252
@@ -111,3 +112,18 @@ def test_timeline_per_minute(client, served):
     for point in body["points"]:
         key = expect.datetime.fromisoformat(point["window_start"])
         assert point["revenue"] == pytest.approx(float(per_minute[key]), abs=0.01)
+
+
+def test_summary_says_how_many_late_transactions_its_days_leave_out(client, served):
+    today = served.data.now.date()
+    ledger = {today: (3, "123.45"), today - timedelta(days=40): (5, "999.00")}
+    with psycopg.connect(served.url) as conn:
+        for day, (late, revenue) in ledger.items():
+            conn.execute("INSERT INTO stream_day_ledger (event_date, late_transactions, "
+                         "late_revenue) VALUES (%s, %s, %s)", (day, late, revenue))
+    try:
+        body = client.get("/api/v1/sales/summary", params={"period": "today"}).json()
+    finally:
+        with psycopg.connect(served.url) as conn:
+            conn.execute("DELETE FROM stream_day_ledger")
+    assert body["left_out_late"] == {"transaction_count": 3, "total_revenue": 123.45}
