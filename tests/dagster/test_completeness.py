@@ -1,0 +1,184 @@
+"""Complete and converging days, end to end on the real broker, the streaming application,
+PostgreSQL, Spark and Dagster (the sensor ticked and the runs it requests executed, as the
+daemon does): history emitted by the generator while the stream runs, late events for a day
+already built, and every complete day's figures held to a truth computed here from the
+``transactions`` topic itself."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from globalmart.kafka import end_offsets
+from globalmart.settings import PlatformSettings
+from globalmart_dagster.constants import PRODUCT_WINDOW_DAYS, RFM_LOOKBACK_DAYS
+from globalmart_dagster.definitions import build_definitions
+from globalmart_dagster.defs.sensors import SensorCursor, kafka_sensor
+from streaming.app import serve
+from streaming.config import StreamingSettings
+from tests.dagster.conftest import make_resources
+from tests.streaming.test_end_to_end import generate
+
+pytestmark = pytest.mark.slow
+
+WORLD = ["--users", "300", "--products", "120", "--history-rate", "0.02"]
+
+
+def transactions_in_topic(bootstrap: str) -> dict[str, dict]:
+    """Every transaction in the topic, once per event id (the test's own oracle)."""
+    ends = {k: v for k, v in end_offsets(bootstrap, ["transactions"]).items() if v}
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "completeness-oracle",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+    seen: dict[str, dict] = {}
+    pending = set(ends)
+    while pending:
+        for message in consumer.consume(1000, timeout=1):
+            assert message.error() is None, message.error()
+            event = json.loads(message.value())
+            seen.setdefault(event["event_id"], event)
+            if message.offset() + 1 >= ends[(message.topic(), message.partition())]:
+                pending.discard((message.topic(), message.partition()))
+    consumer.close()
+    return seen
+
+
+def revenue(event: dict) -> Decimal:
+    return sum((Decimal(str(i["unit_price"])) * i["quantity"] for i in event["items"]),
+               Decimal("0.00"))
+
+
+def day_of(event: dict) -> date:
+    return datetime.fromisoformat(event["event_time"].replace("Z", "+00:00")).astimezone(
+        UTC).date()
+
+
+class Platform:
+    """The stream run to caught-up, and Dagster: sensor ticks and the runs they request."""
+
+    def __init__(self, spark, url: str, bootstrap: str, lake: Path) -> None:
+        self.spark, self.url, self.bootstrap, self.lake = spark, url, bootstrap, lake
+        self.resources = make_resources(url, lake, bootstrap)
+        self.defs = build_definitions(self.resources)
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.cursor: str | None = None
+        self.runs: list[tuple[str, str, str]] = []
+
+    def stream(self) -> None:
+        platform = PlatformSettings(database_url=self.url, kafka_bootstrap_servers=self.bootstrap,
+                                    lake_path=str(self.lake))
+        settings = StreamingSettings(trigger_interval="1 second",
+                                     checkpoint_root=str(self.lake / "checkpoints"))
+        assert serve(self.spark, settings, platform, threading.Event(), available_now=True) == 0
+
+    def tick(self) -> dg.SensorResult:
+        with dg.build_sensor_context(cursor=self.cursor, definitions=self.defs,
+                                     resources=self.resources, sensor_name="kafka_sensor",
+                                     instance=self.instance) as context:
+            result = kafka_sensor.evaluate_tick(context)
+        self.cursor = result.cursor
+        for request in result.run_requests or []:
+            job = self.defs.resolve_job_def(request.job_name)
+            done = job.execute_in_process(partition_key=request.partition_key,
+                                          instance=self.instance, raise_on_error=False)
+            assert done.success, [e.message for e in done.all_events if e.is_failure]
+            self.runs.append((request.job_name, request.partition_key, request.run_key))
+        return result
+
+    def settle(self) -> None:
+        """Tick until the sensor requests nothing (the daemon would, once a minute)."""
+        for _ in range(10):
+            if not self.tick().run_requests:
+                return
+        raise AssertionError(f"the sensor kept requesting runs: {self.runs}")
+
+    def rows(self, sql: str, params=()) -> list[tuple]:
+        with psycopg.connect(self.url) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+def assert_exact(platform: Platform, days: list[date]) -> None:
+    """Every complete day of fact_sales and the daily sales trends, every customer's recency,
+    frequency and monetary and every product's units and revenue in the latest snapshots,
+    against the topic."""
+    truth = transactions_in_topic(platform.bootstrap)
+    per_day: dict[date, list] = defaultdict(lambda: [0, Decimal("0.00")])
+    for event in truth.values():
+        per_day[day_of(event)][0] += 1
+        per_day[day_of(event)][1] += revenue(event)
+    built = {d: (n, r) for d, n, r in platform.rows(
+        "SELECT event_date, count(DISTINCT transaction_id), sum(line_amount) "
+        "FROM warehouse.fact_sales GROUP BY 1")}
+    trends = {d: (n, r) for d, n, r in platform.rows(
+        "SELECT date, orders, revenue FROM marts.sales_trends WHERE trend_type = 'daily'")}
+    for day in days:
+        assert built[day] == tuple(per_day[day]), day
+        assert trends[day][0] == per_day[day][0] and Decimal(str(trends[day][1])) == \
+            per_day[day][1], day
+    latest = max(days)
+    buyers: dict[str, list] = defaultdict(lambda: [date.min, set(), Decimal("0.00")])
+    products: dict[str, list] = defaultdict(lambda: [0, Decimal("0.00")])
+    for event in truth.values():
+        day = day_of(event)
+        if latest - timedelta(days=RFM_LOOKBACK_DAYS) < day <= latest:
+            buyer = buyers[event["user_id"]]
+            buyer[0] = max(buyer[0], day)
+            buyer[1].add(event["transaction_id"])
+            buyer[2] += revenue(event)
+        if latest - timedelta(days=PRODUCT_WINDOW_DAYS) < day <= latest:
+            for item in event["items"]:
+                products[item["product_id"]][0] += item["quantity"]
+                products[item["product_id"]][1] += (Decimal(str(item["unit_price"]))
+                                                    * item["quantity"])
+    rfm = {u: (r, f, Decimal(str(m))) for u, r, f, m in platform.rows(
+        "SELECT user_id, recency, frequency, monetary FROM marts.customer_rfm_analysis "
+        "WHERE analysis_date = %s", (latest,))}
+    assert rfm == {u: ((latest - b[0]).days, len(b[1]), b[2]) for u, b in buyers.items()}
+    performance = {p: (n, Decimal(str(r))) for p, n, r in platform.rows(
+        "SELECT product_id, units_sold, total_revenue FROM marts.product_performance "
+        "WHERE analysis_date = %s", (latest,))}
+    assert performance == {p: tuple(v) for p, v in products.items()}
+
+
+def test_history_late_events_and_rebuilds_converge_to_the_topic(spark, make_database, broker,
+                                                                tmp_path) -> None:
+    url = make_database()
+    bootstrap = broker.bootstrap_servers
+    platform = Platform(spark, url, bootstrap, tmp_path / "lake")
+    today = datetime.now(UTC).date()
+    # three past days of history, then the stream
+    generate(bootstrap, url, "--seed", "11", "--history-days", "3", *WORLD)
+    platform.stream()
+    platform.settle()
+    days = [today - timedelta(days=n) for n in (3, 2, 1)]
+    first_builds = [(j, p) for j, p, _ in platform.runs]
+    assert [p for j, p in first_builds if j == "daily_warehouse_job"] == [
+        d.isoformat() for d in days]
+    assert_exact(platform, days)
+
+    # a producer that was offline: more events for the day before yesterday, arriving late
+    late_end = datetime.combine(today - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    generate(bootstrap, url, "--seed", "12", "--history-days", "1", "--history-end",
+             late_end.isoformat(), *WORLD)
+    platform.stream()
+    before = len(platform.runs)
+    platform.settle()
+    rebuilt = platform.runs[before:]
+    assert [(j, p) for j, p, _ in rebuilt] == [
+        ("daily_warehouse_job", days[1].isoformat()),
+        ("latest_marts_job", days[2].isoformat())]
+    assert rebuilt[0][2].startswith(f"daily_warehouse_job:{days[1].isoformat()}:")
+    assert_exact(platform, days)
+    ledger = platform.rows("SELECT sum(late_transactions) FROM stream_day_ledger "
+                           "WHERE event_date = %s", (days[1],))
+    assert ledger[0][0] > 0, "the replay was not late: the test proves nothing"
+    assert SensorCursor.parse(platform.cursor).fences == {}
