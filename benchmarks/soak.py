@@ -113,11 +113,11 @@ def main() -> None:
             log_size = _size(home / "kafka") / 2**20
             records = sum(topic_end_offsets(bootstrap, list(INPUT_TOPICS)).values())
             with psycopg.connect(db) as conn:
-                lag = conn.execute(
+                lag = int(conn.execute(
                     "SELECT coalesce(sum(lag_records), 0) FROM (SELECT DISTINCT ON (topic) "
                     "lag_records FROM pipeline_metrics WHERE query_name = 'realtime' "
-                    "ORDER BY topic, processed_at DESC) l").fetchone()[0]  # type: ignore[index]
-            rows.append((minute, share, rss, int(log_size), records, int(lag)))
+                    "ORDER BY topic, processed_at DESC) l").fetchone()[0])  # type: ignore[index]
+            rows.append((minute, share, rss, int(log_size), records, lag))
             print(f"{minute:6d}  {share:11.1f}  {rss:14.0f}  {log_size:13.0f}  {records:17,d}  "
                   f"{lag:10,d}", flush=True)
             while not lines.empty():
