@@ -69,6 +69,10 @@ async function loadKpis() {
   setText("kpi-active", num.format(d.active_users));
   setText("kpi-active-note", `last ${d.active_window_minutes} min · ${num.format(d.active_users_today)} today`);
   setText("kpi-anomalies", num.format(d.anomalies_count));
+  const late = (await api("/sales/summary?period=today")).left_out_late;
+  setText("kpi-orders-note", late.transaction_count
+    ? `transactions · ${num.format(late.transaction_count)} arrived too late to count here (${usd.format(late.total_revenue)}); the warehouse has them`
+    : "transactions");
   setText("as-of", d.data_as_of ? "Data as of " + new Date(d.data_as_of).toUTCString() : "No data yet");
 }
 
