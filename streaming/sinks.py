@@ -39,9 +39,10 @@ from pyspark.sql import DataFrame
 
 from globalmart.contracts import ALERTS_TOPIC, DEAD_LETTER_TOPIC, INPUT_TOPICS, Alert, DeadLetter
 from globalmart.db import copy_arrow
+from globalmart.lake import filesystem
 from streaming.metrics import RAW_QUERY, write_metrics
 from streaming.notifier import Notifier
-from streaming.schemas import lake_filesystem, raw_path
+from streaming.schemas import raw_path
 from streaming.transforms.anomalies import (
     ANOMALY_COLUMNS,
     RAPID_FIRE_COUNT,
@@ -922,7 +923,7 @@ def write_raw_file(lake: str, topic: str, day: date, first: int, last: int,
     .parquet``, under a hidden name renamed into place (readers never see a partial file).
     Files of the directory that start at or after ``first`` are left from a flush that did not
     commit (their rows are still buffered, so they are in ``table`` too) and are removed."""
-    fs, root = lake_filesystem(raw_path(lake, topic))
+    fs, root = filesystem(raw_path(lake, topic))
     directory = f"{root}/event_date={day.isoformat()}"
     fs.create_dir(directory, recursive=True)
     for info in fs.get_file_info(pa_fs.FileSelector(directory)):

@@ -253,3 +253,18 @@ def write_stream_sales_metrics(url: str, data: Day) -> None:
               round(w["amount"] / len(w["tx"]), 2), w["units"])
              for (s, c, k), w in windows.items()],
         )
+
+
+FACT_SALES_COLUMNS = ("transaction_id, line_number, product_id, quantity, unit_price, "
+                      "line_amount, user_id, category")
+
+
+def expected_fact_sales(data: Day) -> list[tuple]:
+    """The ``warehouse.fact_sales`` rows (:data:`FACT_SALES_COLUMNS`) of the day's events, in
+    order: every line of every transaction once (re-deliveries counted once)."""
+    return sorted(
+        (tx["transaction_id"], n, line["product_id"], line["quantity"], line["unit_price"],
+         line["quantity"] * line["unit_price"], tx["user_id"], line["category"])
+        for tx in data.unique("transactions")
+        for n, line in enumerate(tx["items"], start=1)
+    )
