@@ -32,7 +32,9 @@ class PlatformSettings(BaseSettings):
     )
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis URL (API cache).")
     lake_path: str | None = Field(
-        default=None, description="Root of the Parquet lake (a path or URL). Unset: <home>/lake."
+        default=None,
+        description="Root of the Parquet lake: a path or a URL (file:///abs/path, s3://…) that "
+                    "every process and Spark executor reaches. Unset: <home>/lake."
     )
     embedded_pg_port: int = Field(default=5433, description="Port of the embedded PostgreSQL.")
     embedded_kafka_port: int = Field(default=9092, description="Port of the embedded broker.")
@@ -72,5 +74,9 @@ class PlatformSettings(BaseSettings):
 
     @property
     def lake(self) -> str:
-        """The lake root in effect."""
-        return self.lake_path or str((self.home / "lake").resolve())
+        """The lake root in effect: the configured URL, or an absolute path (a relative one is
+        taken from this process's working directory, once: Spark's executors and the other
+        components each have their own)."""
+        from globalmart.lake import absolute
+
+        return absolute(self.lake_path) if self.lake_path else str((self.home / "lake").resolve())

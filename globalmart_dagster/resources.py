@@ -37,8 +37,8 @@ from psycopg.rows import dict_row
 
 from globalmart import db
 from globalmart.db import copy_arrow
+from globalmart.lake import filesystem
 from globalmart_dagster.constants import MARTS_SCHEMA
-from streaming.schemas import lake_filesystem
 
 REPLACE_BY = "replace_by"
 
@@ -98,7 +98,7 @@ class LakeResource(dg.ConfigurableResource):
 
     def raw_days(self, topic: str) -> list[date]:
         """The event dates present in a topic's raw layer, sorted (none if it does not exist)."""
-        fs, root = lake_filesystem(self.raw_path(topic))
+        fs, root = filesystem(self.raw_path(topic))
         selector = pa_fs.FileSelector(root, allow_not_found=True)
         days = []
         for info in fs.get_file_info(selector):
@@ -113,7 +113,7 @@ class LakeResource(dg.ConfigurableResource):
     def raw_files(self, topic: str) -> dict[date, list[tuple[str, int]]]:
         """Every Parquet file of a topic's raw layer, as (name, bytes) sorted by name, per event
         date (one recursive listing)."""
-        fs, root = lake_filesystem(self.raw_path(topic))
+        fs, root = filesystem(self.raw_path(topic))
         selector = pa_fs.FileSelector(root, allow_not_found=True, recursive=True)
         files: dict[date, list[tuple[str, int]]] = {}
         for info in fs.get_file_info(selector):
@@ -134,7 +134,7 @@ class LakeResource(dg.ConfigurableResource):
 
         from streaming.schemas import raw_arrow_schema
 
-        fs, root = lake_filesystem(self.raw_day_path(topic, day))
+        fs, root = filesystem(self.raw_day_path(topic, day))
         if fs.get_file_info(root).type != pa_fs.FileType.Directory:
             return raw_arrow_schema(topic).empty_table()
         return pa_ds.dataset(root, filesystem=fs, format="parquet",
@@ -142,7 +142,7 @@ class LakeResource(dg.ConfigurableResource):
 
     def raw_day_files(self, topic: str, day: date) -> tuple[int, int]:
         """(Parquet files, bytes) of one day of a topic; (0, 0) when the day is absent."""
-        fs, root = lake_filesystem(self.raw_day_path(topic, day))
+        fs, root = filesystem(self.raw_day_path(topic, day))
         selector = pa_fs.FileSelector(root, allow_not_found=True, recursive=True)
         files = [i for i in fs.get_file_info(selector)
                  if i.type == pa_fs.FileType.File and i.base_name.endswith(".parquet")]

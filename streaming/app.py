@@ -28,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS
+from globalmart.lake import local_path, spark_url
 from globalmart.settings import PlatformSettings
 from streaming.config import StreamingSettings
 from streaming.metrics import PipelineMetricsListener, QuerySnapshot
@@ -97,15 +97,9 @@ class CheckpointError(RuntimeError):
     """A query's checkpoint and what it already wrote do not belong together."""
 
 
-def _local(path: str) -> Path | None:
-    if path.startswith("file://"):
-        return Path(path.removeprefix("file://"))
-    return None if "://" in path else Path(path)
-
-
 def _started(checkpoint: str) -> bool:
     """Whether ``checkpoint`` holds a query's offsets (True where it cannot be checked)."""
-    directory = _local(checkpoint)
+    directory = local_path(checkpoint)
     return directory is None or (directory / "offsets").is_dir()
 
 
@@ -118,7 +112,7 @@ def check_checkpoint(db_url: str, lake: str, query_name: str, checkpoint: str) -
     from globalmart.db import connect
 
     for topic in INPUT_TOPICS:
-        root = _local(raw_path(lake, topic))
+        root = local_path(raw_path(lake, topic))
         if root is not None and (root / "_spark_metadata").is_dir():
             raise CheckpointError(
                 f"the raw layer {raw_path(lake, topic)} holds a Spark file-sink log "
@@ -138,7 +132,7 @@ def check_checkpoint(db_url: str, lake: str, query_name: str, checkpoint: str) -
             f"query {query_name} committed batches up to {last} in PostgreSQL but its "
             f"checkpoint {checkpoint} is gone; {remedy}")
     for topic in INPUT_TOPICS:
-        root = _local(raw_path(lake, topic))
+        root = local_path(raw_path(lake, topic))
         if root is not None and any(root.glob("event_date=*/part-*.parquet")):
             raise CheckpointError(
                 f"the raw layer {raw_path(lake, topic)} was written by a query whose "
@@ -158,7 +152,7 @@ def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
         check_checkpoint(w.platform.db_url, w.platform.lake, REALTIME_QUERY, checkpoint)
         records = read_topics(w.spark, s, bootstrap, tuple(INPUT_TOPICS))
         return (records.writeStream.queryName(REALTIME_QUERY).outputMode("append")
-                .foreachBatch(sink).option("checkpointLocation", checkpoint))
+                .foreachBatch(sink).option("checkpointLocation", spark_url(checkpoint)))
 
     return {REALTIME_QUERY: build}
 

@@ -77,5 +77,7 @@ class StreamingSettings(BaseSettings):
         return self
 
     def checkpoints(self, lake: str) -> str:
-        """The checkpoint root in effect."""
-        return (self.checkpoint_root or f"{lake.rstrip('/')}/checkpoints").rstrip("/")
+        """The checkpoint root in effect (a relative path made absolute, as the lake's)."""
+        from globalmart.lake import absolute
+
+        return absolute(self.checkpoint_root or f"{lake.rstrip('/')}/checkpoints").rstrip("/")

@@ -8,7 +8,6 @@ partition column, UTC date of ``event_time``) and where it came from in Kafka.
 from __future__ import annotations
 
 import pyarrow as pa
-from pyarrow import fs as pa_fs
 from pyspark.sql.types import (
     ArrayType,
     DataType,
@@ -104,10 +103,3 @@ def raw_path(lake: str, topic: str) -> str:
     """Where the raw layer of ``topic`` lives under the lake root."""
     return f"{lake.rstrip('/')}/raw/{topic}"
 
-
-def lake_filesystem(path: str) -> tuple[pa_fs.FileSystem, str]:
-    """The filesystem of a lake path (a URI such as ``s3://…``, or a local path, with or without
-    ``file://``) and the path within it."""
-    if "://" in path and not path.startswith("file://"):
-        return pa_fs.FileSystem.from_uri(path)
-    return pa_fs.LocalFileSystem(), path.removeprefix("file://")

@@ -13,7 +13,7 @@ import pandas as pd
 import psycopg
 
 from globalmart.contracts import DEAD_LETTER_TOPIC, DeadLetter
-from streaming.schemas import lake_filesystem
+from globalmart.lake import filesystem
 from streaming.sinks.store import copy_temp, frame_rows
 from streaming.sinks.topics import TopicWriter
 from streaming.transforms.parse import rejected
@@ -41,7 +41,7 @@ def quarantine(letter: DeadLetter, lake: str | None) -> DeadLetter:
     data = letter.payload.encode()
     path = None
     if lake is not None:
-        fs, root = lake_filesystem(f"{lake.rstrip('/')}/quarantine/{letter.topic}")
+        fs, root = filesystem(f"{lake.rstrip('/')}/quarantine/{letter.topic}")
         fs.create_dir(root, recursive=True)
         path = f"{root}/{letter.partition}-{letter.offset}.txt"
         with fs.open_output_stream(path) as out:

@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pa_fs
 
 from globalmart.contracts import INPUT_TOPICS
+from globalmart.lake import filesystem
 from streaming.metrics import RAW_QUERY, write_metrics
-from streaming.schemas import lake_filesystem, raw_path
+from streaming.schemas import raw_path
 from streaming.sinks.store import Postgres
 from streaming.transforms.parse import accepted
 
@@ -88,7 +89,7 @@ def write_raw_file(lake: str, topic: str, day: date, first: int, last: int,
     .parquet``, under a hidden name renamed into place (readers never see a partial file).
     Files of the directory that start at or after ``first`` are left from a flush that did not
     commit (their rows are still buffered, so they are in ``table`` too) and are removed."""
-    fs, root = lake_filesystem(raw_path(lake, topic))
+    fs, root = filesystem(raw_path(lake, topic))
     directory = f"{root}/event_date={day.isoformat()}"
     fs.create_dir(directory, recursive=True)
     for info in fs.get_file_info(pa_fs.FileSelector(directory)):

@@ -246,3 +246,18 @@ def write_stream_ledger(url: str, data: Day) -> None:
             "INSERT INTO public.stream_day_ledger (event_date, accepted_transactions, "
             "accepted_revenue) VALUES (%s, %s, %s)",
             [(day, n, revenue) for day, (n, revenue) in per_day.items()])
+
+
+FACT_SALES_COLUMNS = ("transaction_id, line_number, product_id, quantity, unit_price, "
+                      "line_amount, user_id, category")
+
+
+def expected_fact_sales(data: Day) -> list[tuple]:
+    """The ``warehouse.fact_sales`` rows (:data:`FACT_SALES_COLUMNS`) of the day's events, in
+    order: every line of every transaction once (re-deliveries counted once)."""
+    return sorted(
+        (tx["transaction_id"], n, line["product_id"], line["quantity"], line["unit_price"],
+         line["quantity"] * line["unit_price"], tx["user_id"], line["category"])
+        for tx in data.unique("transactions")
+        for n, line in enumerate(tx["items"], start=1)
+    )

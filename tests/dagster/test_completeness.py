@@ -26,7 +26,7 @@ from globalmart_dagster.defs.sensors import SensorCursor, kafka_sensor
 from streaming.app import serve
 from streaming.config import StreamingSettings
 from tests.dagster.conftest import make_resources
-from tests.streaming.test_end_to_end import generate
+from tests.streaming.e2e import generate
 
 pytestmark = pytest.mark.slow
 

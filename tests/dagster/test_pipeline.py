@@ -16,7 +16,13 @@ from globalmart_dagster.defs.marts.assets import MARTS
 from globalmart_dagster.defs.marts.transforms import SEGMENTS
 from globalmart_dagster.resources import MongoMartIOManager
 from tests.dagster.conftest import DAY, Built, make_resources
-from tests.dagster.dataset import generated_day, write_raw_layer, write_stream_ledger
+from tests.dagster.dataset import (
+    FACT_SALES_COLUMNS,
+    expected_fact_sales,
+    generated_day,
+    write_raw_layer,
+    write_stream_ledger,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,15 +58,6 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
     return result
 
 
-def expected_lines(built: Built) -> list[tuple]:
-    return sorted(
-        (tx["transaction_id"], n, line["product_id"], line["quantity"], line["unit_price"],
-         line["quantity"] * line["unit_price"], tx["user_id"], line["category"])
-        for tx in built.data.unique("transactions")
-        for n, line in enumerate(tx["items"], start=1)
-    )
-
-
 def test_daily_job_succeeds_with_every_check_passing(built: Built):
     assert built.result.success
     evaluations = built.result.get_asset_check_evaluations()
@@ -72,11 +69,9 @@ def test_daily_job_succeeds_with_every_check_passing(built: Built):
 
 
 def test_fact_sales_holds_every_line_once(built: Built):
-    stored = rows(built.url,
-                  "SELECT transaction_id, line_number, product_id, quantity, unit_price, "
-                  "line_amount, user_id, category FROM warehouse.fact_sales "
-                  "WHERE event_date = %s ORDER BY 1, 2", (DAY,))
-    assert stored == expected_lines(built)
+    stored = rows(built.url, f"SELECT {FACT_SALES_COLUMNS} FROM warehouse.fact_sales "
+                             "WHERE event_date = %s ORDER BY 1, 2", (DAY,))
+    assert stored == expected_fact_sales(built.data)
     assert len(built.data.events["transactions"]) > len(built.data.unique("transactions"))
 
 

@@ -34,13 +34,15 @@ def read_raw_days(spark: SparkSession, lake: LakeResource, topic: str,
 
     The streaming app writes each file under a hidden name (leading dot, which Spark skips) and
     renames it into place, so only complete files are read; the topic's root is read with a
-    filter on the partition column, which prunes the other days."""
+    filter on the partition column, which prunes the other days. Spark gets the lake as a URL
+    (``file:///…`` for a local one), which names the same directory on every executor."""
+    from globalmart.lake import spark_url
     from streaming.schemas import raw_schema
 
     schema = raw_schema(topic)
     if not any(lake.raw_day_files(topic, day)[0] for day in days):
         return spark.createDataFrame([], schema)
-    return (spark.read.schema(schema).parquet(lake.raw_path(topic))
+    return (spark.read.schema(schema).parquet(spark_url(lake.raw_path(topic)))
             .where(F.col("event_date").isin(days)))
 
 
