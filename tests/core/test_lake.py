@@ -13,7 +13,7 @@ import pytest
 from globalmart.lake import absolute, filesystem, is_url, local_path, spark_url
 from globalmart.settings import PlatformSettings
 from streaming.config import StreamingSettings
-from streaming.sinks import write_raw_file
+from streaming.sinks.raw import write_raw_file
 
 
 @pytest.mark.parametrize("location", ["/data/lake", "file:/data/lake", "file:///data/lake",
