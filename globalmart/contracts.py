@@ -8,13 +8,15 @@ numbers and read as decimals downstream.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -33,29 +35,83 @@ CartAction = Literal["add", "remove", "update"]
 InventoryKind = Literal["restock", "adjustment"]
 Severity = Literal["info", "warning", "critical"]
 
-Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
-NonEmpty = Annotated[str, Field(min_length=1, max_length=64)]
+# Bounds of what every sink can store and the business allows. A line's revenue is at most
+# MAX_QUANTITY × MAX_UNIT_PRICE = 100,000,000.00 and a transaction's at most five of those,
+# far inside numeric(14,2) (sums of many in one real-time window that still overflow are
+# isolated by the stream and dead-lettered); stock deltas stay far inside a 32-bit integer.
+MAX_QUANTITY = 1000
+MAX_UNIT_PRICE = Decimal("100000.00")
+MAX_TOTAL = Decimal("500000000.00")
+MAX_STOCK_DELTA = 1_000_000
+MAX_LINES = 5
+# Text: 1 to 64 characters, none of them a control character (C0, DEL, C1): PostgreSQL text
+# cannot hold NUL, and the others are never part of an id, a name or a category.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+
+Money = Annotated[Decimal, Field(ge=0, le=MAX_TOTAL, max_digits=12, decimal_places=2)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)]
+
+
+class ContractSettings(BaseSettings):
+    """How far from now an event's time may be (``GLOBALMART_CONTRACT_*``): later than the
+    future tolerance is rejected (a clock gone wrong, or a forgery that would move the stream's
+    watermark); older than the maximum age is rejected too (beyond what the platform keeps; a
+    time pandas or PostgreSQL cannot hold). In between, an event behind the stream's watermark
+    is late data, not bad input."""
+
+    model_config = SettingsConfigDict(env_prefix="GLOBALMART_CONTRACT_", env_file=".env",
+                                      extra="ignore")
+
+    max_future_seconds: float = Field(
+        default=300.0, ge=0,
+        description="How far in the future an event's time may be (seconds).")
+    max_age_days: float = Field(
+        default=3650.0, gt=0, le=36500,
+        description="How far in the past an event's time may be (days).")
+
+
+@cache
+def contract_settings() -> ContractSettings:
+    """The contract's settings, read once per process."""
+    return ContractSettings()
+
+
+def _near_now(moment: datetime) -> datetime:
+    """``moment`` if it lies within the contract's window around now (see
+    :class:`ContractSettings`)."""
+    limits = contract_settings()
+    now = datetime.now(UTC)
+    if moment > now + timedelta(seconds=limits.max_future_seconds):
+        raise ValueError(f"more than {limits.max_future_seconds:g} s in the future")
+    if moment < now - timedelta(days=limits.max_age_days):
+        raise ValueError(f"more than {limits.max_age_days:g} days in the past")
+    return moment
 
 
 class Event(BaseModel):
-    """Fields every event carries."""
+    """Fields every event carries. Types are strict: no string or boolean is taken for a
+    number, no number for a time."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     event_id: UUID
-    event_time: AwareDatetime
+    event_time: Annotated[AwareDatetime, AfterValidator(_near_now), Field(
+        description="ISO 8601 with an offset; within GLOBALMART_CONTRACT_MAX_FUTURE_SECONDS "
+                    "(300) in the future and GLOBALMART_CONTRACT_MAX_AGE_DAYS (3650) in the "
+                    "past of when it is validated.")]
     schema_version: Literal[1] = SCHEMA_VERSION
 
 
 class LineItem(BaseModel):
     """One line of a transaction; its revenue belongs to its own category."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     product_id: NonEmpty
     category: NonEmpty
-    quantity: Annotated[int, Field(ge=1, le=1000)]
-    unit_price: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+    unit_price: Annotated[Decimal, Field(gt=0, le=MAX_UNIT_PRICE, max_digits=12,
+                                         decimal_places=2)]
 
 
 class Transaction(Event):
@@ -69,7 +125,7 @@ class Transaction(Event):
     city: NonEmpty
     payment_method: PaymentMethod
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    items: Annotated[list[LineItem], Field(min_length=1, max_length=5)]
+    items: Annotated[list[LineItem], Field(min_length=1, max_length=MAX_LINES)]
     total_amount: Money
 
     @property
@@ -96,7 +152,7 @@ class CartEvent(Event):
     session_id: NonEmpty
     product_id: NonEmpty
     action: CartAction
-    quantity: Annotated[int, Field(ge=1, le=1000)]
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
 
 
 class InventoryEvent(Event):
@@ -104,7 +160,7 @@ class InventoryEvent(Event):
 
     product_id: NonEmpty
     kind: InventoryKind
-    quantity_delta: int
+    quantity_delta: Annotated[int, Field(ge=-MAX_STOCK_DELTA, le=MAX_STOCK_DELTA)]
 
     @model_validator(mode="after")
     def _restock_adds(self) -> InventoryEvent:
