@@ -1,12 +1,13 @@
 """Complete and converging days, end to end on the real broker, the streaming application,
 PostgreSQL, Spark and Dagster (the sensor ticked and the runs it requests executed, as the
-daemon does): history emitted by the generator while the stream runs, late events for a day
-already built, and every complete day's figures held to a truth computed here from the
-``transactions`` topic itself."""
+daemon does): history emitted by the generator while live traffic flows, late events for a day
+already built, and every complete day's figures and every product's stock held to a truth
+computed here from the topics themselves."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -26,16 +27,16 @@ from globalmart_dagster.defs.sensors import SensorCursor, kafka_sensor
 from streaming.app import serve
 from streaming.config import StreamingSettings
 from tests.dagster.conftest import make_resources
-from tests.streaming.e2e import generate
+from tests.streaming.e2e import BIN, generate
 
 pytestmark = pytest.mark.slow
 
 WORLD = ["--users", "300", "--products", "120", "--history-rate", "0.02"]
 
 
-def transactions_in_topic(bootstrap: str) -> dict[str, dict]:
-    """Every transaction in the topic, once per event id (the test's own oracle)."""
-    ends = {k: v for k, v in end_offsets(bootstrap, ["transactions"]).items() if v}
+def events_in_topic(bootstrap: str, topic: str = "transactions") -> dict[str, dict]:
+    """Every event in ``topic``, once per event id (the test's own oracle)."""
+    ends = {k: v for k, v in end_offsets(bootstrap, [topic]).items() if v}
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "completeness-oracle",
                          "enable.auto.commit": False})
     consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
@@ -110,7 +111,7 @@ def assert_exact(platform: Platform, days: list[date]) -> None:
     """Every complete day of fact_sales and the daily sales trends, every customer's recency,
     frequency and monetary and every product's units and revenue in the latest snapshots,
     against the topic."""
-    truth = transactions_in_topic(platform.bootstrap)
+    truth = events_in_topic(platform.bootstrap)
     per_day: dict[date, list] = defaultdict(lambda: [0, Decimal("0.00")])
     for event in truth.values():
         per_day[day_of(event)][0] += 1
@@ -147,6 +148,28 @@ def assert_exact(platform: Platform, days: list[date]) -> None:
         "SELECT product_id, units_sold, total_revenue FROM marts.product_performance "
         "WHERE analysis_date = %s", (latest,))}
     assert performance == {p: tuple(v) for p, v in products.items()}
+    assert_stock_exact(platform, truth)
+
+
+def assert_stock_exact(platform: Platform, transactions: dict[str, dict]) -> None:
+    """Stock movements per product, whenever each event arrived: every sale, restock and
+    adjustment in the topics, once."""
+    moves: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for event in transactions.values():
+        for item in event["items"]:
+            moves[item["product_id"]][0] += item["quantity"]
+    for event in events_in_topic(platform.bootstrap, "inventory_events").values():
+        moves[event["product_id"]][1 if event["kind"] == "restock" else 2] += \
+            event["quantity_delta"]
+    stored = {p: [s, r, a] for p, s, r, a in platform.rows(
+        "SELECT product_id, units_sold, units_restocked, units_adjusted "
+        "FROM stream_state.inventory_counters")}
+    assert stored == dict(moves)
+    initial = dict(platform.rows("SELECT product_id, initial_stock FROM source.products"))
+    for product, stock in platform.rows("SELECT product_id, current_stock "
+                                        "FROM inventory_status"):
+        sold, restocked, adjusted = moves[product]
+        assert stock == initial[product] - sold + restocked + adjusted, product
 
 
 def test_history_late_events_and_rebuilds_converge_to_the_topic(spark, make_database, broker,
@@ -155,8 +178,13 @@ def test_history_late_events_and_rebuilds_converge_to_the_topic(spark, make_data
     bootstrap = broker.bootstrap_servers
     platform = Platform(spark, url, bootstrap, tmp_path / "lake")
     today = datetime.now(UTC).date()
-    # three past days of history, then the stream
+    # three past days of history emitted while live traffic flows, then the stream
+    live = subprocess.Popen([str(BIN), "generate", "--seed", "13", "--rate", "100",
+                             "--duration", "20", "--users", "300", "--products", "120",
+                             "--bootstrap-servers", bootstrap, "--no-database"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     generate(bootstrap, url, "--seed", "11", "--history-days", "3", *WORLD)
+    assert live.wait(120) == 0, live.stderr.read() if live.stderr else ""
     platform.stream()
     platform.settle()
     days = [today - timedelta(days=n) for n in (3, 2, 1)]
