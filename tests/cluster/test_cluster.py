@@ -113,7 +113,7 @@ def test_daily_build_on_the_cluster_matches_the_dataset(spark_cluster: SparkClus
             run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records
         evaluations = [r.event_log_entry.dagster_event.asset_check_evaluation_data
                        for r in records if r.event_log_entry.dagster_event is not None]
-    assert {e.check_name for e in evaluations} >= {"revenue_reconciles_with_stream",
+    assert {e.check_name for e in evaluations} >= {"revenue_reconciles",
                                                    "one_segment_per_customer"}
     assert [e.check_name for e in evaluations if not e.passed] == []
 

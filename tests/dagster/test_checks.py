@@ -28,7 +28,10 @@ ONE_ROW = "(SELECT ctid FROM {t} LIMIT 1)"
 # the test's own dataset) plus {extra}, split into accepted and left out as late.
 LEDGER = ("INSERT INTO public.stream_day_ledger (event_date, accepted_transactions, "
           "accepted_revenue, late_transactions, late_revenue) VALUES ('{day}', {n} - 3, "
-          "{revenue} - 10.00 + {extra}, 3, 10.00)")
+          "{revenue} - 10.00 + {extra}, 3, 10.00) ON CONFLICT (event_date) DO UPDATE SET "
+          "accepted_transactions = EXCLUDED.accepted_transactions, "
+          "accepted_revenue = EXCLUDED.accepted_revenue, "
+          "late_transactions = EXCLUDED.late_transactions, late_revenue = EXCLUDED.late_revenue")
 
 
 def _one(table: str) -> str:
