@@ -80,9 +80,10 @@ class Wiring:
 
 def read_topics(spark: SparkSession, settings: StreamingSettings, bootstrap_servers: str,
                 topics: tuple[str, ...] | list[str]) -> DataFrame:
-    """A stream of Kafka records (Spark's own ``kafka`` source: one task per Kafka partition,
-    offsets in the query's checkpoint) from ``topics``."""
-    return (
+    """A stream of Kafka records (Spark's own ``kafka`` source, offsets in the query's
+    checkpoint) from ``topics``, read by ``read_tasks`` Spark tasks (the source makes one per
+    Kafka partition; they are coalesced, without a shuffle)."""
+    records = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers)
         .option("subscribe", ",".join(topics))
@@ -91,6 +92,7 @@ def read_topics(spark: SparkSession, settings: StreamingSettings, bootstrap_serv
         .option("failOnDataLoss", str(settings.fail_on_data_loss).lower())
         .load()
     )
+    return records.coalesce(settings.read_tasks) if settings.read_tasks else records
 
 
 class CheckpointError(RuntimeError):

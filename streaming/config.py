@@ -45,6 +45,11 @@ class StreamingSettings(BaseSettings):
         default=200_000, ge=1,
         description="Records per micro-batch at most, over all topics (Spark's Kafka source "
                     "splits it over the partitions by their lag).")
+    read_tasks: int = Field(
+        default=2, ge=0,
+        description="Spark tasks that read a micro-batch's Kafka partitions, each reading "
+                    "several in turn (each task has a fixed cost; the number of cores is a good "
+                    "value); 0: one task per Kafka partition.")
     fail_on_data_loss: bool = Field(
         default=False,
         description="Stop the query when offsets it still needs are gone from Kafka (deleted by "
