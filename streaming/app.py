@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 # Python workers of a busy machine can take longer than the default 15 s to connect back.
 SPARK_CONF = {"spark.python.authenticate.socketTimeout": "120s"}
 REALTIME_QUERY = "realtime"
+KAFKA_FETCH_MAX_WAIT_MS = 10
 ANALYZE_EVERY = 6
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -90,6 +91,10 @@ def read_topics(spark: SparkSession, settings: StreamingSettings, bootstrap_serv
         .option("startingOffsets", settings.starting_offsets)
         .option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
         .option("failOnDataLoss", str(settings.fail_on_data_loss).lower())
+        # a consumer's fetch otherwise waits up to 500 ms for data past the batch's end; with
+        # one task reading several partitions that wait came once per partition (measured:
+        # the collect of ~1,000 records took 1.0–1.3 s, 0.3–0.6 s with this)
+        .option("kafka.fetch.max.wait.ms", str(KAFKA_FETCH_MAX_WAIT_MS))
         .load()
     )
     return records.coalesce(settings.read_tasks) if settings.read_tasks else records
