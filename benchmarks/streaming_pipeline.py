@@ -46,9 +46,9 @@ from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS
 from globalmart.embedded import EmbeddedBroker, free_port
 from globalmart.kafka import end_offsets, ensure_topics
 from globalmart.settings import PlatformSettings
+from globalmart.spark import build_spark_session
 from streaming.app import SPARK_CONF, serve
 from streaming.config import StreamingSettings
-from streaming.session import build_spark_session
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 QUERIES = 2  # names in pipeline_metrics once warm: the realtime query and the raw-layer flush

@@ -277,7 +277,7 @@ def run(settings: StreamingSettings, platform: PlatformSettings, available_now: 
     """The ``globalmart stream`` process: migrate the schema, build the Spark session, serve
     until SIGINT/SIGTERM (or until caught up with ``available_now``), stop cleanly."""
     from globalmart import db
-    from streaming.session import build_spark_session
+    from globalmart.spark import build_spark_session
 
     db.upgrade(platform.db_url)
     stop = threading.Event()

@@ -195,7 +195,7 @@ def mongo_marts(mongodb_url: str) -> Iterator[MongoMartIOManager]:
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session for the whole test run."""
-    from streaming.session import build_spark_session
+    from globalmart.spark import build_spark_session
 
     session = build_spark_session("globalmart-tests", master="local[2]", shuffle_partitions=2)
     yield session

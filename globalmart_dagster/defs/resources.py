@@ -15,6 +15,7 @@ import dagster as dg
 from dagster_pyspark import PySparkResource
 
 from globalmart.settings import PlatformSettings
+from globalmart.spark import spark_conf
 from globalmart_dagster.resources import (
     KafkaResource,
     LakeResource,
@@ -26,19 +27,11 @@ from globalmart_dagster.settings import DagsterSettings
 
 
 def spark_config(settings: DagsterSettings) -> dict[str, Any]:
-    """Spark settings of the warehouse builds: those of ``streaming.session
-    .build_spark_session`` (UTC, few shuffle partitions, Arrow) on the configured master."""
+    """Spark settings of the warehouse builds: the platform's (``globalmart.spark.spark_conf``)
+    on the configured master."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    return {
-        "spark.master": settings.spark_master,
-        "spark.app.name": "globalmart-dagster",
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
-        "spark.ui.showConsoleProgress": "false",
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
-        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
-    }
+    return dict(spark_conf("globalmart-dagster", settings.spark_master,
+                           settings.shuffle_partitions))
 
 
 def _secret(variable: str, fallback: str | None) -> Any:
