@@ -152,7 +152,8 @@ def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
     s, bootstrap = w.settings, w.platform.bootstrap_servers
     sink = RealtimeSink(REALTIME_QUERY, w.postgres, w.writer,
                         build_notifier(s.alert_webhook_url), w.stats, parse_duration(s.watermark),
-                        s.critical_anomaly_score, lake=w.platform.lake)
+                        s.critical_anomaly_score, lake=w.platform.lake,
+                        late_window=parse_duration(s.late_window))
 
     def build() -> DataStreamWriter:
         checkpoint = f"{w.checkpoints}/{REALTIME_QUERY}"

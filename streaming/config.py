@@ -39,6 +39,15 @@ class StreamingSettings(BaseSettings):
                     "it also analyses them); 0 seconds: never.")
     watermark: str = Field(default="10 minutes",
                            description="How late an event may arrive (dedup, windows, sessions).")
+    late_window: str = Field(
+        default="0 seconds",
+        description="Events up to this much behind the watermark are still added into their "
+                    "past windows of sales_metrics and order_metrics, and counted as accepted "
+                    "in the day ledger, instead of being left out of the real-time tables. "
+                    "0 seconds (default): off. Cost: a window already read (dashboard, API, "
+                    "Grafana alert) changes afterwards; sessions and the anomaly rules still "
+                    "see on-time events only. Stock, the ledger and the raw layer count every "
+                    "late event either way.")
     starting_offsets: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a query without a checkpoint starts.")
     max_offsets_per_trigger: int = Field(

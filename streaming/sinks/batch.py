@@ -26,9 +26,9 @@ from streaming.sinks.anomalies import anomaly_rows, write_anomalies
 from streaming.sinks.dead_letters import dead_letters, deliver_dead_letters
 from streaming.sinks.ledger import ledger_rows, write_ledger
 from streaming.sinks.raw import buffer_raw, raw_rows, record_offsets
-from streaming.sinks.sales import sales_rows, write_sales
+from streaming.sinks.sales import window_sales, write_sales
 from streaming.sinks.sessions import decide_abandonment, merge_staged_sessions, stage_sessions
-from streaming.sinks.state import accept_batch
+from streaming.sinks.state import Accepted, accept_batch
 from streaming.sinks.stock import apply_stock_movements, stock_rows
 from streaming.sinks.store import Postgres
 from streaming.sinks.topics import TopicWriter
@@ -111,10 +111,12 @@ class RealtimeSink:
 
     def __init__(self, query_name: str, postgres: Postgres, writer: TopicWriter | None,
                  notifier: Notifier, stats: BatchStats, lateness: timedelta,
-                 critical_score: float, lake: str | None = None) -> None:
+                 critical_score: float, lake: str | None = None,
+                 late_window: timedelta = timedelta(0)) -> None:
         self.query_name, self.postgres, self.writer, self.notifier = (
             query_name, postgres, writer, notifier)
         self.stats, self.lateness, self.critical_score = stats, lateness, critical_score
+        self.late_window = late_window  # how far behind the watermark windows still take events
         self.lake = lake  # where dead letters too large for Kafka are quarantined
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
@@ -204,42 +206,46 @@ class RealtimeSink:
         """Write (part of) a validated batch: accept its events, record its offsets and its
         day ledger, deliver its dead letters (conflicting duplicates among them), write what
         its events change and publish the alerts raised."""
-        events, late, conflicts = accept_batch(conn, self.query_name, validated, self.lateness)
-        result = BatchResult.of(validated, events)
+        accepted = accept_batch(conn, self.query_name, validated, self.lateness,
+                                self.late_window)
+        result = BatchResult.of(validated, accepted.events)
         record_offsets(conn, self.query_name, batch_id, validated)
-        write_ledger(conn, ledger_rows(events, late))
-        letters = dead_letters(pd.concat([validated, reject(validated, records, conflicts)]),
+        write_ledger(conn, ledger_rows(pd.concat([accepted.events, accepted.admitted]),
+                                       accepted.left_out))
+        letters = dead_letters(pd.concat([validated, reject(validated, records,
+                                                            accepted.conflicts)]),
                                datetime.now(UTC))
         delivered = deliver_dead_letters(conn, self.writer, letters, self.lake)
         raised: list[Alert] = []
-        result.rows = delivered + self.write_events(conn, events, late, batch_id, part, raised)
+        result.rows = delivered + self.write_events(conn, accepted, batch_id, part, raised)
         if self.writer is not None:
             publish_alerts(self.writer, raised)
         alerts.extend(raised)
         return result
 
-    def write_events(self, conn: psycopg.Connection, events: pd.DataFrame, late: pd.DataFrame,
-                     batch_id: int, part: int, alerts: list[Alert]) -> int:
-        """Write what the accepted ``events`` change, buffer them and the ``late`` ones for the
-        raw layer, append the alerts raised, and return the rows written. Stock counts the
-        ``late`` events too: it is no window. The sessions are merged (in PostgreSQL, on a
-        second thread) while the other figures and the raw-layer rows are computed."""
-        raw = pd.concat([events, late])
+    def write_events(self, conn: psycopg.Connection, accepted: Accepted, batch_id: int,
+                     part: int, alerts: list[Alert]) -> int:
+        """Write what the accepted events change, buffer them and the late ones for the raw
+        layer, append the alerts raised, and return the rows written. Stock counts every late
+        event too: it is no window; the sales windows count the late events admitted. The
+        sessions are merged (in PostgreSQL, on a second thread) while the other figures and
+        the raw-layer rows are computed."""
+        events = accepted.events
+        raw = pd.concat([events, accepted.admitted, accepted.left_out])
         moves = stock_rows(transaction_lines(of_topic(raw, "transactions")),
                            of_topic(raw, "inventory_events"))
         written = len(moves)
         if events.empty:
             buffered = raw_rows(raw, batch_id, part)
+            written += write_sales(conn, window_sales(accepted.admitted))
         else:
             newest = events["event_time"].max().to_pydatetime()
             forget = newest - self.lateness  # no later event of the query is older
             stage_sessions(conn, events)
             with ThreadPoolExecutor(max_workers=1) as pool:
                 merging = pool.submit(merge_staged_sessions, conn, forget)
-                transactions = of_topic(events, "transactions")
-                order_rows, lines = orders(transactions), transaction_lines(transactions)
-                sales = sales_rows(order_rows, lines)
-                suspects = anomaly_rows(order_rows)
+                suspects = anomaly_rows(orders(of_topic(events, "transactions")))
+                sales = window_sales(pd.concat([events, accepted.admitted]))
                 buffered = raw_rows(raw, batch_id, part)
                 written += merging.result()
             written += write_sales(conn, sales) + len(suspects.rules)

@@ -14,12 +14,15 @@ import pandas as pd
 import psycopg
 
 from streaming.sinks.store import copy_temp, frame_rows
+from streaming.transforms.parse import of_topic
 from streaming.transforms.sales import (
     HOUR,
     MINUTE,
     ORDER_METRIC_COLUMNS,
     order_metrics,
+    orders,
     sales_metrics,
+    transaction_lines,
 )
 
 # The columns of sales_metrics a batch adds to (the average is recomputed from the sums).
@@ -42,6 +45,12 @@ def sales_rows(order_rows: pd.DataFrame, lines: pd.DataFrame) -> SalesRows:
     return SalesRows(minute=frame_rows(sales_metrics(lines, MINUTE), SALES_COLUMNS),
                      hourly=frame_rows(sales_metrics(lines, HOUR), SALES_COLUMNS),
                      orders=frame_rows(order_metrics(order_rows), ORDER_METRIC_COLUMNS))
+
+
+def window_sales(events: pd.DataFrame) -> SalesRows:
+    """:func:`sales_rows` of the transactions among accepted ``events`` (no I/O)."""
+    transactions = of_topic(events, "transactions")
+    return sales_rows(orders(transactions), transaction_lines(transactions))
 
 
 def write_sales(conn: psycopg.Connection, rows: SalesRows) -> int:

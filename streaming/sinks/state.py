@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import pandas as pd
 import psycopg
@@ -27,6 +28,7 @@ from streaming.transforms.dedup import (
     conflicting_copies,
     first_copies,
     on_time,
+    within,
 )
 from streaming.transforms.parse import valid
 
@@ -159,21 +161,34 @@ def claim_late_events(conn: psycopg.Connection, late: pd.DataFrame
     return _known_apart(late, known)
 
 
+class Accepted(NamedTuple):
+    """A batch's valid events sorted: ``events`` on time and new to the query; ``admitted``
+    and ``left_out``: new events behind the watermark (see :func:`claim_late_events`), within
+    the late window (added into their past windows) or beyond it; one copy each. And the
+    conflicting duplicates (same event id, other bytes: within the batch or against what was
+    seen) with their reason, by row."""
+
+    events: pd.DataFrame
+    admitted: pd.DataFrame
+    left_out: pd.DataFrame
+    conflicts: dict[int, str]
+
+
 def accept_batch(conn: psycopg.Connection, query_name: str, validated: pd.DataFrame,
-                 lateness: timedelta) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, str]]:
-    """The valid events of a batch that are on time and new to the query, those behind the
-    watermark that are new (see :func:`claim_late_events`), one copy each, and the conflicting
-    duplicates (same event id, other bytes: within the batch or against what was seen) with
-    their reason."""
+                 lateness: timedelta, late_window: timedelta = timedelta(0)) -> Accepted:
+    """Sort a validated batch (see :class:`Accepted`)."""
     watermark = load_watermark(conn, query_name, lateness)
     candidates = valid(validated)
     conflicts = conflicting_copies(candidates)
     timely = on_time(candidates, watermark)
     late, late_conflicts = claim_late_events(
         conn, first_copies(candidates.drop(timely.index)))
-    if len(late):
+    admitted = within(late, None if watermark is None or not late_window
+                      else watermark - late_window)
+    left_out = late.drop(admitted.index)
+    if len(left_out):
         log.warning("%s: %d events older than the watermark %s: counted in stock, the day "
                     "ledger and the raw layer, not in the windowed real-time tables",
-                    query_name, len(late), watermark)
+                    query_name, len(left_out), watermark)
     events, seen_conflicts = claim_events(conn, first_copies(timely), watermark)
-    return events, late, {**conflicts, **late_conflicts, **seen_conflicts}
+    return Accepted(events, admitted, left_out, {**conflicts, **late_conflicts, **seen_conflicts})

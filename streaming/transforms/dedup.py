@@ -23,6 +23,14 @@ def on_time(events: pd.DataFrame, watermark: datetime | None) -> pd.DataFrame:
     return events[events["event_time"] >= pd.Timestamp(watermark)]
 
 
+def within(events: pd.DataFrame, bound: datetime | None) -> pd.DataFrame:
+    """The late ``events`` no older than ``bound`` (the watermark minus the late window): those
+    still admitted into their past windows (none when there is no bound)."""
+    if bound is None:
+        return events.iloc[0:0]
+    return events[events["event_time"] >= pd.Timestamp(bound)]
+
+
 def first_copies(events: pd.DataFrame) -> pd.DataFrame:
     """The first copy (in arrival order) of each (topic, event_id) of a batch."""
     return events.drop_duplicates(KEY, keep="first")
