@@ -1,8 +1,9 @@
 """Response cache in Redis that never stands in the way.
 
-Keys are the full query: prefix + path + sorted query parameters. Every Redis call has a short
-socket timeout; after a failure the cache is skipped for ``retry_seconds`` so a dead Redis costs
-at most one short timeout per back-off period, and the API keeps answering from PostgreSQL.
+Keys are prefix + path + the request's validated parameters in sorted order. Every Redis
+call has a short socket timeout; after a failure the cache is skipped for ``retry_seconds`` so a
+dead Redis costs at most one short timeout per back-off period, and the API keeps answering
+from PostgreSQL.
 
 In front of Redis, each process keeps what it read or wrote for ``local_seconds`` (about a
 second): a hot dashboard query is then answered without a Redis round trip, and the answers
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import redis.asyncio as aioredis
@@ -24,9 +25,16 @@ log = logging.getLogger(__name__)
 _LOCAL_ENTRIES = 1024
 
 
-def cache_key(prefix: str, path: str, params: Iterable[tuple[str, str]]) -> str:
-    """The cache key of a request: path plus its query parameters in sorted order."""
-    query = urlencode(sorted(params))
+def query_string(params: Mapping[str, object]) -> str:
+    """Validated parameters as a query string in a canonical order (those None left out)."""
+    return urlencode(sorted((name, str(value)) for name, value in params.items()
+                            if value is not None))
+
+
+def cache_key(prefix: str, path: str, params: Mapping[str, object]) -> str:
+    """The cache key of a request: its path plus its validated parameters (a parameter the
+    route does not know never makes a new key)."""
+    query = query_string(params)
     return f"{prefix}{path}?{query}" if query else f"{prefix}{path}"
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import logging
+import re
+
 import click
 
 
@@ -21,7 +25,31 @@ def api(host: str | None, port: int | None) -> None:
     click.echo(f"GlobalMart API on http://{host}:{port} (docs /docs, dashboard /dashboard, "
                f"database {redact(settings.database_url)})")
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=1,
-                access_log=settings.access_log, log_level="info")
+                access_log=settings.access_log, log_level="info", log_config=_log_config())
+
+
+class RedactKeys(logging.Filter):
+    """Hide the value of a ``key`` query parameter (the dashboard link's API key) in uvicorn's
+    access log lines."""
+
+    _KEY = re.compile(r"([?&]key=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            args[2] = self._KEY.sub(r"\1[redacted]", str(args[2]))
+            record.args = tuple(args)
+        return True
+
+
+def _log_config() -> dict:
+    """uvicorn's logging configuration with :class:`RedactKeys` on the access log."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_keys"] = {"()": RedactKeys}
+    config["handlers"]["access"]["filters"] = ["redact_keys"]
+    return config
 
 
 @click.group()

@@ -57,6 +57,11 @@ class ApiSettings(BaseSettings):
         description="How long a checked API key is trusted before PostgreSQL is asked again "
         "(a revoked key stops working within this time).",
     )
+    session_minutes: int = Field(
+        default=60, ge=1, le=1440,
+        description="Lifetime of the dashboard's session cookie, for which the browser "
+        "exchanged its API key on first load; afterwards the page asks for a key again.",
+    )
     active_user_minutes: int = Field(
         default=30, ge=1, le=1440,
         description="A user is active when a session of theirs saw activity this recently.",

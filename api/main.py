@@ -23,6 +23,7 @@ from api.config import ApiSettings
 from api.dashboard.routes import router as dashboard_router
 from api.health import Readiness
 from api.materializations import Materializations
+from api.middleware import HttpHygiene
 from api.queries import Conn
 from api.queries.freshness import MARTS
 from api.router import api_router
@@ -40,10 +41,14 @@ Real-time and batch analytics of the GlobalMart platform.
 * **Monitoring**: anomalies, executive figures, pipeline health (ingestion, lag, freshness).
 * **Operations**: inventory, sessions, abandoned carts, alerts.
 
-Every answer read from a table carries `data_as_of`: how fresh it is.
+Every answer read from a table says how fresh it is in the `X-Data-As-Of` header (and in
+`data_as_of` where the answer is an object). The list endpoints answer a JSON list, as the
+guide does; the total is in `X-Total-Count` and the next page in `Link` (`rel="next"`).
+Every GET also answers HEAD.
 
 **Authentication**: send a key from `globalmart apikey create NAME` in the `X-API-Key` header
-(missing → 401, unknown or revoked → 403). `/health`, `/ready` and `/dashboard` need no key.
+(missing → 401, unknown or revoked → 403). `/health`, `/ready` and `/dashboard` need no key;
+the dashboard exchanges a key once for a short-lived session cookie.
 """
 
 
@@ -83,6 +88,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="GlobalMart Analytics API", version=__version__,
                   description=DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(HttpHygiene)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET"], allow_headers=["X-API-Key"])

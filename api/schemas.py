@@ -1,9 +1,11 @@
 """Response models. Field names follow the seed (``GlobalMart_Implementation_Guide_Part3``);
-every answer read from a mart or a real-time table carries ``data_as_of``."""
+every answer read from a mart or a real-time table carries its freshness in ``X-Data-As-Of``
+(and, unless the guide answers a plain list, in ``data_as_of``)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -20,6 +22,8 @@ TrendType = Literal["daily", "weekly", "monthly"]
 StockStatus = Literal["ok", "low", "critical", "out"]
 Severity = Literal["info", "warning", "critical"]
 
+NONE_YET = "N/A"  # a text field without a value yet, as the guide answers it
+
 AS_OF = Field(
     description="How fresh the data is: the end of the latest window written (real-time "
     "tables) or the end of the latest analysed day (marts). Null when the source is empty."
@@ -33,11 +37,35 @@ class Fresh(BaseModel):
 
 
 class Page(Fresh):
-    """A page of rows."""
+    """A page of rows; its total and the link to the next page also go in headers."""
 
     total: int = Field(description="Rows matching the filters, all pages together.")
     limit: int
     offset: int
+
+
+class ListPage(Page):
+    """A page answered as the guide's plain JSON list of its ``items``; freshness and paging
+    go in the headers only."""
+
+    items: Sequence[BaseModel]
+
+
+# Headers of every answer drawn from stored data (declared in the OpenAPI schema).
+DATA_AS_OF = "X-Data-As-Of"
+TOTAL_COUNT = "X-Total-Count"
+ANSWER_HEADERS = {
+    DATA_AS_OF: {"description": "How fresh the data is (ISO 8601): the end of the latest window "
+                 "written, or the end of the latest analysed day (marts). Absent when the "
+                 "source is empty.", "schema": {"type": "string", "format": "date-time"}},
+}
+PAGE_HEADERS = {
+    **ANSWER_HEADERS,
+    TOTAL_COUNT: {"description": "Rows matching the filters, all pages together.",
+                  "schema": {"type": "integer"}},
+    "Link": {"description": 'The next page, as `<URL>; rel="next"` (RFC 8288); absent on the '
+             "last page.", "schema": {"type": "string"}},
+}
 
 
 # --- sales -----------------------------------------------------------------------------------
@@ -54,7 +82,7 @@ class SalesMetric(BaseModel):
     units_sold: int
 
 
-class SalesMetricsPage(Page):
+class SalesMetricsPage(ListPage):
     """Sales metric windows, newest first."""
 
     items: list[SalesMetric]
@@ -66,6 +94,10 @@ class SalesSummaryMetrics(BaseModel):
     transaction_count: int
     total_revenue: float
     avg_transaction_value: float
+    min_transaction: float = Field(description="The smallest order (Σ lines) of the period; "
+                                               "0 without orders.")
+    max_transaction: float = Field(description="The largest order (Σ lines) of the period; "
+                                               "0 without orders.")
     units_sold: int
 
 
@@ -158,7 +190,7 @@ class CustomerSegment(BaseModel):
     analysis_date: dt.date
 
 
-class CustomerSegmentsPage(Page):
+class CustomerSegmentsPage(ListPage):
     """Customers of the latest RFM snapshot, highest monetary value first."""
 
     analysis_date: dt.date | None
@@ -195,7 +227,7 @@ class ProductPerformance(BaseModel):
     rank_in_category: int
 
 
-class ProductPerformancePage(Page):
+class ProductPerformancePage(ListPage):
     """Products of the latest snapshot, sorted as asked."""
 
     analysis_date: dt.date | None
@@ -253,7 +285,7 @@ class TransactionAnomaly(BaseModel):
     description: str
 
 
-class AnomaliesPage(Fresh):
+class AnomaliesPage(ListPage):
     """Anomalies of the last hours, newest first."""
 
     hours: int
@@ -270,8 +302,10 @@ class DashboardMetrics(Fresh):
                               "`active_window_minutes` minutes.")
     active_window_minutes: int
     active_users_today: int = Field(description="Distinct users with a session today.")
-    top_category: str | None = Field(description="Category with the most revenue today.")
-    top_country: str | None = Field(description="Country with the most revenue today.")
+    top_category: str = Field(description="Category with the most revenue today; "
+                                          f"{NONE_YET!r} before the day's first sale.")
+    top_country: str = Field(description="Country with the most revenue today; "
+                                         f"{NONE_YET!r} before the day's first sale.")
     anomalies_count: int = Field(description="Anomalies detected today.")
     critical_alerts_today: int
     low_stock_products: int = Field(description="Products low, critical or out of stock now.")
@@ -413,9 +447,10 @@ class Alerts(Fresh):
 
 # --- service ---------------------------------------------------------------------------------
 class Health(BaseModel):
-    """Liveness."""
+    """Liveness, in the guide's shape."""
 
-    status: Literal["ok"]
+    status: Literal["healthy"]
+    timestamp: datetime
     version: str
 
 

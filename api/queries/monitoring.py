@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from api.materializations import Materializations
-from api.queries import Conn, fetch_all, fetch_one
+from api.queries import Conn, fetch_all, fetch_one, page_total
 from api.queries.freshness import MARTS, REALTIME, as_of, table_state
 from api.queries.periods import today_start
 from api.schemas import (
+    NONE_YET,
     AnomaliesPage,
     DashboardMetrics,
     PipelineHealth,
@@ -19,9 +20,14 @@ from api.schemas import (
 )
 
 _ANOMALIES = """
-SELECT transaction_id, user_id, amount, anomaly_score, anomaly_type, detected_at, description
-FROM public.transaction_anomalies WHERE detected_at >= %s
-ORDER BY detected_at DESC, transaction_id, anomaly_type LIMIT %s
+SELECT transaction_id, user_id, amount, anomaly_score, anomaly_type, detected_at, description,
+       count(*) OVER () AS total
+FROM public.transaction_anomalies WHERE detected_at >= %(since)s
+ORDER BY detected_at DESC, transaction_id, anomaly_type LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+_ANOMALIES_COUNT = """
+SELECT count(*) AS total FROM public.transaction_anomalies WHERE detected_at >= %(since)s
 """
 
 # One round trip for every executive figure.
@@ -83,13 +89,15 @@ GROUP BY query_name ORDER BY query_name
 _DEAD_LETTERS = "SELECT count(*) AS n FROM public.dead_letter WHERE rejected_at >= %(since)s"
 
 
-async def anomalies(conn: Conn, hours: int, limit: int) -> AnomaliesPage:
+async def anomalies(conn: Conn, hours: int, limit: int, offset: int) -> AnomaliesPage:
     """Anomalies detected in the last ``hours`` hours."""
-    since = datetime.now(UTC) - timedelta(hours=hours)
-    rows = await fetch_all(conn, _ANOMALIES, (since, limit))
+    params = {"since": datetime.now(UTC) - timedelta(hours=hours), "limit": limit,
+              "offset": offset}
+    rows = await fetch_all(conn, _ANOMALIES, params)
     return AnomaliesPage(
         data_as_of=await as_of(conn, "transaction_anomalies"), hours=hours,
-        items=[TransactionAnomaly.model_validate(row) for row in rows],
+        total=await page_total(conn, rows, _ANOMALIES_COUNT, params), limit=limit,
+        offset=offset, items=[TransactionAnomaly.model_validate(row) for row in rows],
     )
 
 
@@ -107,8 +115,8 @@ async def dashboard(conn: Conn, active_minutes: int) -> DashboardMetrics:
         active_users=int(row["active_users"]),
         active_window_minutes=active_minutes,
         active_users_today=int(row["active_users_today"]),
-        top_category=row["top_category"],
-        top_country=row["top_country"],
+        top_category=row["top_category"] or NONE_YET,
+        top_country=row["top_country"] or NONE_YET,
         anomalies_count=int(row["anomalies"]),
         critical_alerts_today=int(row["critical_alerts"]),
         low_stock_products=int(row["low_stock"]),

@@ -46,7 +46,8 @@ WHERE (%(start)s::timestamptz IS NULL OR window_start >= %(start)s)
 
 _SUMMARY = """
 SELECT coalesce(sum(order_count), 0) AS orders, coalesce(sum(revenue), 0) AS revenue,
-       coalesce(sum(units_sold), 0) AS units
+       coalesce(sum(units_sold), 0) AS units, coalesce(min(min_order_value), 0) AS smallest,
+       coalesce(max(max_order_value), 0) AS largest
 FROM public.order_metrics WHERE window_start >= %s AND window_start < %s
 """
 
@@ -110,6 +111,7 @@ async def summary(conn: Conn, period: Period) -> SalesSummary:
         metrics=SalesSummaryMetrics(
             transaction_count=orders, total_revenue=revenue, units_sold=int(row["units"]),
             avg_transaction_value=round(revenue / orders, 2) if orders else 0.0,
+            min_transaction=float(row["smallest"]), max_transaction=float(row["largest"]),
         ),
         left_out_late=LateTransactions(transaction_count=int(late["orders"]),
                                        total_revenue=float(late["revenue"])),

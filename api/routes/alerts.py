@@ -27,4 +27,5 @@ async def read_alerts(
     Example: `GET /api/v1/alerts?severity=critical&hours=24`
     """
     return await responder.respond(
-        lambda conn: operations.alerts(conn, hours=hours, severity=severity, limit=limit))
+        lambda conn: operations.alerts(conn, hours=hours, severity=severity, limit=limit),
+        {"hours": hours, "severity": severity, "limit": limit})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 
@@ -17,7 +19,7 @@ async def read_health() -> Health:
 
     Example: `GET /health`
     """
-    return Health(status="ok", version=__version__)
+    return Health(status="healthy", timestamp=datetime.now(UTC), version=__version__)
 
 
 @router.get("/ready", response_model=Readiness, summary="Readiness",

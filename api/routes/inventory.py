@@ -29,7 +29,8 @@ async def read_inventory_status(
     Example: `GET /api/v1/inventory/status?status=critical&limit=50`
     """
     return await responder.respond(lambda conn: operations.inventory(
-        conn, category=category, status=status, limit=limit, offset=offset))
+        conn, category=category, status=status, limit=limit, offset=offset),
+        {"category": category, "status": status, "limit": limit, "offset": offset})
 
 
 @router.get("/low-stock", response_model=LowStock, summary="Low-stock products")
@@ -40,4 +41,5 @@ async def read_low_stock(responder: ResponderDep, category: Category = None,
     Example: `GET /api/v1/inventory/low-stock?limit=20`
     """
     return await responder.respond(
-        lambda conn: operations.low_stock(conn, category=category, limit=limit))
+        lambda conn: operations.low_stock(conn, category=category, limit=limit),
+        {"category": category, "limit": limit})

@@ -9,20 +9,24 @@ from fastapi.responses import Response
 
 from api.deps import MaterializationsDep, ResponderDep, SettingsDep
 from api.queries import monitoring
-from api.routes.params import Hours, Limit
-from api.schemas import AnomaliesPage, DashboardMetrics, PipelineHealth
+from api.routes.params import Hours, Limit, Offset
+from api.schemas import PAGE_HEADERS, DashboardMetrics, PipelineHealth, TransactionAnomaly
 
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 
 
-@router.get("/anomalies", response_model=AnomaliesPage, summary="Recent anomalies")
-async def read_anomalies(responder: ResponderDep, hours: Hours = 24,
-                         limit: Limit = 100) -> Response:
-    """Transactions flagged as high value, unusual quantity, rapid fire or total mismatch.
+@router.get("/anomalies", response_model=list[TransactionAnomaly], summary="Recent anomalies",
+            responses={200: {"headers": PAGE_HEADERS}})
+async def read_anomalies(responder: ResponderDep, hours: Hours = 24, limit: Limit = 100,
+                         offset: Offset = 0) -> Response:
+    """Transactions flagged as high value, unusual quantity, rapid fire or total mismatch,
+    newest first, as a JSON list; the total and the next page are in the `X-Total-Count` and
+    `Link` headers.
 
     Example: `GET /api/v1/monitoring/anomalies?hours=6&limit=20`
     """
-    return await responder.respond(lambda conn: monitoring.anomalies(conn, hours, limit))
+    return await responder.respond(lambda conn: monitoring.anomalies(conn, hours, limit, offset),
+                                   {"hours": hours, "limit": limit, "offset": offset})
 
 
 @router.get("/dashboard", response_model=DashboardMetrics, summary="Executive figures")
@@ -33,7 +37,7 @@ async def read_dashboard(responder: ResponderDep, settings: SettingsDep) -> Resp
     Example: `GET /api/v1/monitoring/dashboard`
     """
     minutes = settings.active_user_minutes
-    return await responder.respond(lambda conn: monitoring.dashboard(conn, minutes))
+    return await responder.respond(lambda conn: monitoring.dashboard(conn, minutes), {})
 
 
 @router.get("/pipeline", response_model=PipelineHealth, summary="Pipeline health")
@@ -49,4 +53,5 @@ async def read_pipeline(
     Example: `GET /api/v1/monitoring/pipeline?window_minutes=15`
     """
     return await responder.respond(
-        lambda conn: monitoring.pipeline(conn, window_minutes, materializations))
+        lambda conn: monitoring.pipeline(conn, window_minutes, materializations),
+        {"window_minutes": window_minutes})

@@ -10,15 +10,15 @@ from fastapi.responses import Response
 from api.deps import ResponderDep
 from api.queries import marts
 from api.routes.params import Category, Limit, Offset
-from api.schemas import ProductPerformancePage, ProductSort, TopPerformers
+from api.schemas import PAGE_HEADERS, ProductPerformance, ProductSort, TopPerformers
 
 MART = "marts.product_performance"
 
 router = APIRouter(prefix="/products", tags=["products"])
 
 
-@router.get("/performance", response_model=ProductPerformancePage,
-            summary="Product performance")
+@router.get("/performance", response_model=list[ProductPerformance],
+            summary="Product performance", responses={200: {"headers": PAGE_HEADERS}})
 async def read_product_performance(
     responder: ResponderDep,
     category: Category = None,
@@ -27,14 +27,15 @@ async def read_product_performance(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Response:
-    """Units, revenue, average price, score and rank in category of each product.
+    """Units, revenue, average price, score and rank in category of each product, as a JSON
+    list; the total and the next page are in the `X-Total-Count` and `Link` headers.
 
     Example: `GET /api/v1/products/performance?category=Electronics&sort_by=units_sold&limit=10`
     """
     return await responder.respond(
         lambda conn: marts.products(conn, category=category, sort_by=sort_by, limit=limit,
                                     offset=offset),
-        mart=MART)
+        {"category": category, "sort_by": sort_by, "limit": limit, "offset": offset}, mart=MART)
 
 
 @router.get("/top-performers", response_model=TopPerformers, summary="Top products by revenue")
@@ -46,4 +47,5 @@ async def read_top_performers(
 
     Example: `GET /api/v1/products/top-performers?top_n=5`
     """
-    return await responder.respond(lambda conn: marts.top_performers(conn, top_n), mart=MART)
+    return await responder.respond(lambda conn: marts.top_performers(conn, top_n),
+                                   {"top_n": top_n}, mart=MART)

@@ -12,9 +12,10 @@ from api.deps import ResponderDep
 from api.queries import sales
 from api.routes.params import Category, Limit, Offset, PeriodParam, check_date, unprocessable
 from api.schemas import (
+    PAGE_HEADERS,
     SalesByCategory,
     SalesByCountry,
-    SalesMetricsPage,
+    SalesMetric,
     SalesSummary,
     SalesTimeline,
 )
@@ -23,7 +24,8 @@ from globalmart.contracts import Country
 router = APIRouter(prefix="/sales", tags=["sales"])
 
 
-@router.get("/metrics", response_model=SalesMetricsPage, summary="Sales metric windows")
+@router.get("/metrics", response_model=list[SalesMetric], summary="Sales metric windows",
+            responses={200: {"headers": PAGE_HEADERS}})
 async def read_sales_metrics(
     responder: ResponderDep,
     start_date: Annotated[date | None, Query(description="First UTC day (YYYY-MM-DD).",
@@ -35,7 +37,8 @@ async def read_sales_metrics(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Response:
-    """One-minute tumbling windows of revenue per category and country, newest first.
+    """One-minute tumbling windows of revenue per category and country, newest first, as a
+    JSON list; the total and the next page are in the `X-Total-Count` and `Link` headers.
 
     Days are whole UTC days, both ends included.
 
@@ -48,7 +51,9 @@ async def read_sales_metrics(
         raise unprocessable("end_date", "end_date must not be before start_date")
     return await responder.respond(lambda conn: sales.metrics(
         conn, start_date=start_date, end_date=end_date, category=category, country=country,
-        limit=limit, offset=offset))
+        limit=limit, offset=offset), {"start_date": start_date, "end_date": end_date,
+                                      "category": category, "country": country,
+                                      "limit": limit, "offset": offset})
 
 
 @router.get("/summary", response_model=SalesSummary, summary="Sales totals of a period")
@@ -57,7 +62,7 @@ async def read_sales_summary(responder: ResponderDep, period: PeriodParam = "tod
 
     Example: `GET /api/v1/sales/summary?period=week`
     """
-    return await responder.respond(lambda conn: sales.summary(conn, period))
+    return await responder.respond(lambda conn: sales.summary(conn, period), {"period": period})
 
 
 @router.get("/by-country", response_model=SalesByCountry, summary="Sales per country")
@@ -67,7 +72,8 @@ async def read_sales_by_country(responder: ResponderDep,
 
     Example: `GET /api/v1/sales/by-country?period=today`
     """
-    return await responder.respond(lambda conn: sales.by_country(conn, period))
+    return await responder.respond(lambda conn: sales.by_country(conn, period),
+                                   {"period": period})
 
 
 @router.get("/by-category", response_model=SalesByCategory, summary="Sales per category")
@@ -77,7 +83,8 @@ async def read_sales_by_category(responder: ResponderDep,
 
     Example: `GET /api/v1/sales/by-category?period=month`
     """
-    return await responder.respond(lambda conn: sales.by_category(conn, period))
+    return await responder.respond(lambda conn: sales.by_category(conn, period),
+                                   {"period": period})
 
 
 @router.get("/timeline", response_model=SalesTimeline, summary="Revenue per minute")
@@ -89,4 +96,5 @@ async def read_sales_timeline(
 
     Example: `GET /api/v1/sales/timeline?minutes=60`
     """
-    return await responder.respond(lambda conn: sales.timeline(conn, minutes))
+    return await responder.respond(lambda conn: sales.timeline(conn, minutes),
+                                   {"minutes": minutes})

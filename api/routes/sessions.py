@@ -22,7 +22,8 @@ async def read_sessions(responder: ResponderDep, settings: SettingsDep,
     """
     minutes = settings.active_user_minutes
     return await responder.respond(
-        lambda conn: operations.sessions(conn, hours=hours, active_minutes=minutes))
+        lambda conn: operations.sessions(conn, hours=hours, active_minutes=minutes),
+        {"hours": hours})
 
 
 @router.get("/cart-abandonment", response_model=CartAbandonment, summary="Abandoned carts")
@@ -33,4 +34,5 @@ async def read_cart_abandonment(responder: ResponderDep, hours: Hours = 24,
     Example: `GET /api/v1/sessions/cart-abandonment?hours=24&limit=20`
     """
     return await responder.respond(
-        lambda conn: operations.cart_abandonment(conn, hours=hours, limit=limit))
+        lambda conn: operations.cart_abandonment(conn, hours=hours, limit=limit),
+        {"hours": hours, "limit": limit})

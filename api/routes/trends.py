@@ -28,4 +28,4 @@ async def read_sales_trends(
     Example: `GET /api/v1/trends/sales?trend_type=weekly&limit=12`
     """
     return await responder.respond(lambda conn: marts.trends(conn, trend_type, limit),
-                                   mart=MART)
+                                   {"trend_type": trend_type, "limit": limit}, mart=MART)

@@ -91,17 +91,21 @@ def add_orders(conn: psycopg.Connection, rows: Sequence[dict]) -> None:
         return
     copy_temp(conn, "tmp_orders",
               "window_start timestamptz, window_end timestamptz, country text, order_count bigint,"
-              " revenue numeric(14,2), billed_amount numeric(14,2), units_sold bigint",
+              " revenue numeric(14,2), billed_amount numeric(14,2), units_sold bigint,"
+              " min_order_value numeric(14,2), max_order_value numeric(14,2)",
               ORDER_METRIC_COLUMNS, rows)
     conn.execute("""
         INSERT INTO public.order_metrics AS m (window_start, window_end, country, order_count,
-                                               revenue, billed_amount, units_sold, updated_at)
+                                               revenue, billed_amount, units_sold,
+                                               min_order_value, max_order_value, updated_at)
         SELECT window_start, window_end, country, order_count, revenue, billed_amount,
-               units_sold, now()
+               units_sold, min_order_value, max_order_value, now()
         FROM tmp_orders ORDER BY window_start, country
         ON CONFLICT (window_start, country) DO UPDATE SET
             order_count = m.order_count + EXCLUDED.order_count,
             revenue = m.revenue + EXCLUDED.revenue,
             billed_amount = m.billed_amount + EXCLUDED.billed_amount,
             units_sold = m.units_sold + EXCLUDED.units_sold,
+            min_order_value = least(m.min_order_value, EXCLUDED.min_order_value),
+            max_order_value = greatest(m.max_order_value, EXCLUDED.max_order_value),
             updated_at = now()""")

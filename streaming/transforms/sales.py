@@ -23,7 +23,7 @@ ORDER_COLUMNS = ["transaction_id", "user_id", "event_time", "country", "total_ce
 SALES_COLUMNS = ["window_start", "window_end", "category", "country", "total_amount",
                  "transaction_count", "avg_transaction_value", "units_sold"]
 ORDER_METRIC_COLUMNS = ["window_start", "window_end", "country", "order_count", "revenue",
-                        "billed_amount", "units_sold"]
+                        "billed_amount", "units_sold", "min_order_value", "max_order_value"]
 
 
 def cents(amount: Decimal) -> int:
@@ -100,15 +100,18 @@ def sales_metrics(lines: pd.DataFrame, window: timedelta = MINUTE) -> pd.DataFra
 def order_metrics(order_rows: pd.DataFrame, window: timedelta = MINUTE) -> pd.DataFrame:
     """Order-level figures per tumbling ``window`` × country from :func:`orders` (each
     transaction once): window_start, window_end, country, order_count, revenue (Σ lines),
-    billed_amount (Σ total_amount as sent), units_sold."""
+    billed_amount (Σ total_amount as sent), units_sold, and the smallest and largest order
+    (Σ lines)."""
     if order_rows.empty:
         return pd.DataFrame(columns=ORDER_METRIC_COLUMNS)
     grouped = (order_rows.assign(window_start=_window(order_rows["event_time"], window))
                .groupby(["window_start", "country"], sort=True)
                .agg(order_count=("transaction_id", "size"), revenue=("lines_cents", "sum"),
-                    billed_amount=("total_cents", "sum"), units_sold=("units", "sum"))
+                    billed_amount=("total_cents", "sum"), units_sold=("units", "sum"),
+                    min_order_value=("lines_cents", "min"),
+                    max_order_value=("lines_cents", "max"))
                .reset_index())
     grouped["window_end"] = grouped["window_start"] + pd.Timedelta(window)
-    grouped["revenue"] = [money(c) for c in grouped["revenue"]]
-    grouped["billed_amount"] = [money(c) for c in grouped["billed_amount"]]
+    for column in ("revenue", "billed_amount", "min_order_value", "max_order_value"):
+        grouped[column] = [money(c) for c in grouped[column]]
     return grouped[ORDER_METRIC_COLUMNS]

@@ -249,7 +249,7 @@ def build(now: datetime | None = None, seed: int = 7, n_transactions: int = 600)
 def load(url: str, data: Dataset) -> None:
     """Fill the real-time tables and marts from the simulated events (replacing their rows)."""
     sales: dict[tuple, list] = defaultdict(lambda: [Decimal("0"), set(), 0])
-    orders: dict[tuple, list] = defaultdict(lambda: [0, Decimal("0"), 0])
+    orders: dict[tuple, list] = defaultdict(lambda: [0, Decimal("0"), 0, []])
     for txn in data.transactions:
         start = minute(txn.event_time)
         for line in txn.lines:
@@ -261,6 +261,7 @@ def load(url: str, data: Dataset) -> None:
         cell[0] += 1
         cell[1] += txn.revenue
         cell[2] += txn.units
+        cell[3].append(txn.revenue)
     written = data.now - timedelta(seconds=5)
     with psycopg.connect(url, autocommit=False) as conn:
         for table in ("public.sales_metrics", "public.sales_metrics_hourly", "public.order_metrics",
@@ -278,10 +279,10 @@ def load(url: str, data: Dataset) -> None:
                   min(written, start + timedelta(minutes=1, seconds=3)))
                  for (start, cat, country), (total, txns, units) in sales.items()])
             cur.executemany(
-                "INSERT INTO public.order_metrics VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
+                "INSERT INTO public.order_metrics VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 [(start, start + timedelta(minutes=1), country, n, revenue, revenue, units,
-                  min(written, start + timedelta(minutes=1, seconds=3)))
-                 for (start, country), (n, revenue, units) in orders.items()])
+                  min(written, start + timedelta(minutes=1, seconds=3)), min(each), max(each))
+                 for (start, country), (n, revenue, units, each) in orders.items()])
             cur.executemany(
                 "INSERT INTO public.transaction_anomalies VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
                 [(*a, a[5] - timedelta(seconds=2)) for a in data.anomalies])

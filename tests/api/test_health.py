@@ -13,7 +13,7 @@ def test_health_needs_no_key(settings):
     with TestClient(create_app(settings)) as client:
         response = client.get("/health")
     assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+    assert response.json()["status"] == "healthy"
 
 
 def test_ready_when_every_dependency_answers(served, redis_url, cache_prefix, broker):

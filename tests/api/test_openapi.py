@@ -17,13 +17,19 @@ def test_every_operation_is_documented(settings):
         assert op.get("summary"), path
         assert "Example:" in op.get("description", ""), path
         ok = op["responses"]["200"]["content"]["application/json"]["schema"]
-        assert "$ref" in ok, path  # a typed response model, not a bare object
+        model = ok["items"] if ok.get("type") == "array" else ok
+        assert "$ref" in model, path  # a typed response model, not a bare object
         for parameter in op.get("parameters", []):
             if parameter["in"] == "query":
                 assert parameter.get("description"), (path, parameter["name"])
     for path, op in operations:
         if path.startswith("/api/v1"):
             assert {"401", "403", "503"} <= set(op["responses"]), path
+            headers = set(op["responses"]["200"].get("headers", {}))
+            assert "X-Data-As-Of" in headers, path
+            ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+            if ok.get("type") == "array":  # a page: its total and next page in headers
+                assert {"X-Total-Count", "Link"} <= headers, path
         if op.get("parameters"):
             assert "422" in op["responses"], path
     assert "/dashboard" not in schema["paths"]

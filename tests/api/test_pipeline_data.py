@@ -63,9 +63,11 @@ def test_sales_endpoints_match_the_generated_events(pipeline, redis_url, cache_p
     todays = [e for e in events if _minute(e["event_time"]) >= today]
     by_country: dict[str, list] = defaultdict(lambda: [Decimal(0), 0])
     by_category: dict[str, Decimal] = defaultdict(Decimal)
+    orders: list[Decimal] = []
     for event in todays:
         revenue = sum((Decimal(str(i["unit_price"])) * i["quantity"] for i in event["items"]),
                       Decimal(0))
+        orders.append(revenue)
         by_country[event["country"]][0] += revenue
         by_country[event["country"]][1] += 1
         for item in event["items"]:
@@ -80,6 +82,8 @@ def test_sales_endpoints_match_the_generated_events(pipeline, redis_url, cache_p
         dashboard = client.get("/api/v1/monitoring/dashboard").json()
     assert summary["metrics"]["transaction_count"] == len(todays)
     assert Decimal(str(summary["metrics"]["total_revenue"])) == total
+    assert Decimal(str(summary["metrics"]["min_transaction"])) == min(orders)
+    assert Decimal(str(summary["metrics"]["max_transaction"])) == max(orders)
     assert {c["country"]: (Decimal(str(c["revenue"])), c["orders"])
             for c in countries["countries"]} == {k: tuple(v) for k, v in by_country.items()}
     assert {c["category"]: Decimal(str(c["revenue"])) for c in categories["categories"]} == (

@@ -24,31 +24,43 @@ def test_summary_counts_each_order_once(client, served, period):
     assert body["metrics"]["units_sold"] == sum(t.units for t in txns)
     assert body["metrics"]["avg_transaction_value"] == pytest.approx(revenue / len(txns),
                                                                       abs=0.01)
+    assert body["metrics"]["min_transaction"] == pytest.approx(float(min(t.revenue
+                                                                         for t in txns)))
+    assert body["metrics"]["max_transaction"] == pytest.approx(float(max(t.revenue
+                                                                         for t in txns)))
     assert body["data_as_of"] is not None
+    assert response.headers["x-data-as-of"] == body["data_as_of"].replace("Z", "+00:00")
 
 
 def test_metrics_filters_and_pages(client, served):
     data = served.data
     day = data.now.date()
     params = {"start_date": str(day), "end_date": str(day), "country": "USA", "limit": 7}
-    first = client.get("/api/v1/sales/metrics", params=params).json()
+    response = client.get("/api/v1/sales/metrics", params=params)
+    first = response.json()
     expected_windows = {
         (ds.minute(t.event_time), line.category)
         for t in data.transactions if t.country == "USA" and t.event_time.date() == day
         for line in t.lines
     }
-    assert first["total"] == len(expected_windows)
-    assert len(first["items"]) == 7
-    starts = [item["window_start"] for item in first["items"]]
+    assert int(response.headers["x-total-count"]) == len(expected_windows)
+    assert response.headers["x-data-as-of"]
+    assert len(first) == 7
+    starts = [item["window_start"] for item in first]
     assert starts == sorted(starts, reverse=True)
-    assert {item["country"] for item in first["items"]} == {"USA"}
-    # Pages do not overlap and together hold every window.
-    seen = []
-    for offset in range(0, first["total"], 50):
-        page = client.get("/api/v1/sales/metrics",
-                          params={**params, "limit": 50, "offset": offset}).json()
-        seen += [(item["window_start"], item["category"]) for item in page["items"]]
+    assert {item["country"] for item in first} == {"USA"}
+    # Following the Link headers (RFC 8288) visits pages that do not overlap and together hold
+    # every window; the last page has no next link.
+    seen: list[tuple] = []
+    url: str | None = client.get("/api/v1/sales/metrics", params={**params, "limit": 50}).url
+    pages = 0
+    while url is not None:
+        page = client.get(str(url))
+        seen += [(item["window_start"], item["category"]) for item in page.json()]
+        url = page.links.get("next", {}).get("url")
+        pages += 1
     assert len(seen) == len(set(seen)) == len(expected_windows)
+    assert pages == -(-len(expected_windows) // 50)
 
 
 def test_metrics_window_values(client, served):
@@ -62,7 +74,7 @@ def test_metrics_window_values(client, served):
     count = len({t.transaction_id for t in same for line in t.lines if line.category == category})
     body = client.get("/api/v1/sales/metrics", params={
         "category": category, "country": txn.country, "limit": 1}).json()
-    item = body["items"][0]
+    item = body[0]
     assert item["category"] == category and item["country"] == txn.country
     assert item["total_amount"] == pytest.approx(float(amount), abs=0.01)
     assert item["transaction_count"] == count
@@ -70,9 +82,10 @@ def test_metrics_window_values(client, served):
 
 def test_metrics_date_range_excludes_other_days(client, served):
     old_day = served.data.now.date() - timedelta(days=400)
-    body = client.get("/api/v1/sales/metrics",
-                      params={"start_date": str(old_day), "end_date": str(old_day)}).json()
-    assert body["total"] == 0 and body["items"] == []
+    response = client.get("/api/v1/sales/metrics",
+                          params={"start_date": str(old_day), "end_date": str(old_day)})
+    assert response.json() == [] and response.headers["x-total-count"] == "0"
+    assert "link" not in response.headers
 
 
 def test_by_country(client, served):

@@ -165,6 +165,7 @@ def test_order_metrics_count_each_transaction_once() -> None:
     assert row["revenue"] == Decimal("32.50")
     assert row["billed_amount"] == Decimal("37.50")
     assert row["units_sold"] == 4
+    assert (row["min_order_value"], row["max_order_value"]) == (Decimal("7.50"), Decimal("25.00"))
 
 
 # --- anomaly rules at their boundaries ----------------------------------------------------------

@@ -1,7 +1,7 @@
-// GlobalMart dashboard: reads /api/v1 with the key kept in localStorage (never in the page).
+// GlobalMart dashboard: reads /api/v1 with an HttpOnly session cookie, for which the link's or
+// the form's API key was exchanged once (the page never holds the key).
 "use strict";
 
-const KEY_NAME = "globalmart.apiKey";
 const LIVE_REFRESH_MS = 10000;
 const SLOW_REFRESH_MS = 60000;
 const usd = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
@@ -11,17 +11,6 @@ const PLOT_CONFIG = { displaylogo: false, displayModeBar: false, responsive: tru
                       topojsonURL: "/dashboard/static/geo/" };
 const FONT = { family: "DejaVu Sans, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2433" };
 const BLUE = "#2f6fec";
-
-function takeKeyFromUrl() {
-  const params = new URLSearchParams(window.location.search);
-  const key = params.get("key");
-  if (key) {
-    localStorage.setItem(KEY_NAME, key);
-    params.delete("key");
-    const query = params.toString();
-    history.replaceState(null, "", window.location.pathname + (query ? "?" + query : ""));
-  }
-}
 
 function showKeyForm(message) {
   document.getElementById("key-form").hidden = false;
@@ -38,11 +27,12 @@ function showError(message) {
 class AuthError extends Error {}
 
 async function api(path) {
-  const key = localStorage.getItem(KEY_NAME);
-  if (!key) throw new AuthError("Enter an API key (globalmart apikey create NAME).");
-  const response = await fetch("/api/v1" + path, { headers: { "X-API-Key": key } });
-  if (response.status === 401 || response.status === 403) {
-    throw new AuthError("The API key was refused; enter a valid key.");
+  const response = await fetch("/api/v1" + path, { credentials: "same-origin" });
+  if (response.status === 401) {
+    throw new AuthError("Enter an API key (globalmart apikey create NAME), or open the link globalmart up printed.");
+  }
+  if (response.status === 403) {
+    throw new AuthError("The session expired or its key was revoked; enter a valid key.");
   }
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return response.json();
@@ -55,9 +45,29 @@ function layout(extra) {
 
 async function draw(id, traces, lay) {
   const div = document.getElementById(id);
+  if (div.dataset.empty) {
+    div.replaceChildren();
+    delete div.dataset.empty;
+  }
   await Plotly.react(div, traces, layout(lay), PLOT_CONFIG);
   div.dataset.drawn = "1";
 }
+
+// A chart without data says what it waits for instead of drawing bare axes.
+function showEmpty(id, text) {
+  const div = document.getElementById(id);
+  Plotly.purge(div);
+  const note = document.createElement("p");
+  note.className = "empty waiting";
+  note.textContent = text;
+  div.replaceChildren(note);
+  div.dataset.empty = "1";
+  div.dataset.drawn = "1";
+}
+
+const WAITING_FOR_STREAM = "No sales yet in this period: the stream writes them as the generator's events arrive.";
+const WAITING_FOR_DAGSTER = "No snapshot yet: Dagster builds it once a whole day has landed in the raw layer " +
+  "(a first start of globalmart up seeds a few past days for this; the Dagster UI shows the runs).";
 
 function setText(id, text) { document.getElementById(id).textContent = text; }
 
@@ -78,6 +88,7 @@ async function loadKpis() {
 
 async function loadLive() {
   const d = await api("/sales/timeline?minutes=60");
+  if (d.points.length === 0) return showEmpty("chart-live", "No sales in the last 60 minutes: the stream writes each minute as events arrive.");
   const x = d.points.map(p => p.window_start);
   await draw("chart-live", [{
     x, y: d.points.map(p => p.revenue), type: "scatter", mode: "lines+markers", name: "Revenue",
@@ -89,6 +100,7 @@ async function loadLive() {
 
 async function loadMap() {
   const d = await api("/sales/by-country?period=week");
+  if (d.countries.length === 0) return showEmpty("chart-map", WAITING_FOR_STREAM);
   await draw("chart-map", [{
     type: "choropleth", locationmode: "ISO-3", locations: d.countries.map(c => c.iso3),
     z: d.countries.map(c => c.revenue), text: d.countries.map(c => c.country),
@@ -105,6 +117,7 @@ async function loadMap() {
 
 async function loadCategories() {
   const d = await api("/sales/by-category?period=week");
+  if (d.categories.length === 0) return showEmpty("chart-categories", WAITING_FOR_STREAM);
   const rows = d.categories.slice(0, 12).reverse();
   await draw("chart-categories", [{
     type: "bar", orientation: "h", y: rows.map(c => c.category), x: rows.map(c => c.revenue),
@@ -115,6 +128,7 @@ async function loadCategories() {
 
 async function loadSegments() {
   const d = await api("/customers/segments/distribution");
+  if (d.segments.length === 0) return showEmpty("chart-segments", WAITING_FOR_DAGSTER);
   await draw("chart-segments", [{
     type: "pie", hole: 0.45, labels: d.segments.map(s => s.segment),
     values: d.segments.map(s => s.customer_count), sort: false,
@@ -125,6 +139,7 @@ async function loadSegments() {
 
 async function loadProducts() {
   const d = await api("/products/top-performers?top_n=10");
+  if (d.top_products.length === 0) return showEmpty("chart-products", WAITING_FOR_DAGSTER);
   const rows = d.top_products.slice().reverse();
   await draw("chart-products", [{
     type: "bar", orientation: "h", y: rows.map(p => p.product_name), x: rows.map(p => p.total_revenue),
@@ -181,20 +196,29 @@ async function start() {
   timers.push(setInterval(() => run([loadSegments, loadProducts]), 5 * SLOW_REFRESH_MS));
 }
 
-document.getElementById("key-form").addEventListener("submit", event => {
+document.getElementById("key-form").addEventListener("submit", async event => {
   event.preventDefault();
-  const key = document.getElementById("key-input").value.trim();
+  const input = document.getElementById("key-input");
+  const key = input.value.trim();
   if (!key) return;
-  localStorage.setItem(KEY_NAME, key);
+  const response = await fetch("/dashboard/session", {
+    method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ key }) });
+  input.value = "";
+  if (!response.ok) return showKeyForm("The API key was refused; enter a valid key.");
   document.getElementById("key-form").hidden = true;
   start();
 });
 
-document.getElementById("forget-key").addEventListener("click", () => {
-  localStorage.removeItem(KEY_NAME);
+document.getElementById("forget-key").addEventListener("click", async () => {
   timers.forEach(clearInterval);
+  await fetch("/dashboard/session", { method: "DELETE", credentials: "same-origin" });
   showKeyForm("");
 });
 
-takeKeyFromUrl();
-start();
+if (window.location.hash === "#key-refused") {
+  history.replaceState(null, "", window.location.pathname);
+  showKeyForm("The API key in the link was refused; enter a valid key.");
+} else {
+  start();
+}
