@@ -1,6 +1,6 @@
 """The web dashboard rendered by headless Chromium against a live API with data: every chart
 must have drawn (plotly SVG present), the KPIs filled, the alerts listed, and no key in the
-page itself."""
+page itself; on an empty platform each chart says what it waits for."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from api.keys import create_key
+
+from .conftest import LiveServer, make_settings  # noqa: TID252
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHARTS = ["chart-live", "chart-map", "chart-categories", "chart-segments", "chart-products"]
@@ -83,3 +87,20 @@ def test_dashboard_without_key_asks_for_one(chromium, live_server, tmp_path):
     assert 'data-loaded="0"' in dom
     assert re.search(r'<form id="key-form"(?![^>]*hidden)', dom)
     assert "Enter an API key" in dom
+
+
+def test_an_empty_platform_says_what_each_chart_waits_for(chromium, make_database, redis_url,
+                                                         cache_prefix, tmp_path):
+    """On a first start nothing has landed yet: no chart draws bare axes; each says what it
+    waits for."""
+    url = make_database()
+    key = create_key(url, "empty")
+    with LiveServer(make_settings(url, redis_url, cache_prefix)) as server:
+        dom = _run(chromium, tmp_path / "profile", "--dump-dom",
+                   f"{server.url}/dashboard?key={key}")
+    assert 'data-loaded="1"' in dom, dom[:3000]
+    for chart in CHARTS:
+        markup = _element(dom, chart)
+        assert 'data-empty="1"' in markup and "waiting" in markup, chart
+        assert "main-svg" not in markup, chart
+    assert "Dagster builds it" in _element(dom, "chart-segments")
