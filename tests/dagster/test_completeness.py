@@ -2,11 +2,13 @@
 PostgreSQL, Spark and Dagster (the sensor ticked and the runs it requests executed, as the
 daemon does): history emitted by the generator while live traffic flows, late events for a day
 already built, and every complete day's figures and every product's stock held to a truth
-computed here from the topics themselves."""
+computed here from the topics themselves; also a stream killed mid-way and restarted."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
 from collections import defaultdict
@@ -27,7 +29,7 @@ from globalmart_dagster.defs.sensors import SensorCursor, kafka_sensor
 from streaming.app import serve
 from streaming.config import StreamingSettings
 from tests.dagster.conftest import make_resources
-from tests.streaming.e2e import BIN, generate
+from tests.streaming.e2e import BIN, generate, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -210,3 +212,52 @@ def test_history_late_events_and_rebuilds_converge_to_the_topic(spark, make_data
                            "WHERE event_date = %s", (days[1],))
     assert ledger[0][0] > 0, "the replay was not late: the test proves nothing"
     assert SensorCursor.parse(platform.cursor).fences == {}
+
+
+def test_a_stream_killed_mid_day_restarts_and_every_day_converges(spark, make_database, broker,
+                                                                  tmp_path) -> None:
+    """``globalmart stream`` SIGKILLed part-way through two days of history (some batches
+    committed, some raw-layer files written, the rest not), the sensor ticking meanwhile as the
+    daemon would; then the stream restarted from its checkpoint: each day is built once, only
+    when complete, and exact."""
+    url = make_database()
+    bootstrap = broker.bootstrap_servers
+    lake = tmp_path / "lake"
+    platform = Platform(spark, url, bootstrap, lake)
+    today = datetime.now(UTC).date()
+    generate(bootstrap, url, "--seed", "21", "--history-days", "2", *WORLD)
+    env = {**os.environ, "GLOBALMART_HOME": str(tmp_path / "home"),
+           "GLOBALMART_DATABASE_URL": url, "GLOBALMART_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+           "GLOBALMART_LAKE_PATH": str(lake), "GLOBALMART_STREAM_MASTER": "local[2]",
+           "GLOBALMART_STREAM_TRIGGER_INTERVAL": "1 second",
+           "GLOBALMART_STREAM_MAX_OFFSETS_PER_TRIGGER": "300",
+           "GLOBALMART_STREAM_RAW_FLUSH_INTERVAL": "1 second"}
+    total = sum(end_offsets(bootstrap, ["transactions", "product_views", "cart_events",
+                                        "inventory_events"]).values())
+
+    def landed() -> int:
+        return int(platform.rows("SELECT coalesce(sum(next_offset), 0) FROM raw_progress")[0][0])
+
+    log = tmp_path / "stream.log"
+    with log.open("w") as out:
+        first = subprocess.Popen([str(BIN), "stream"], env=env, start_new_session=True,
+                                 stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: first.poll() is not None or landed() > 0, 240,
+                 "a first raw-layer flush")
+        assert first.poll() is None, log.read_text()[-3000:]
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the application and its JVM, mid-history
+        first.wait(30)
+    assert 0 < landed() < total, "the kill was not mid-way: the test proves nothing"
+    platform.tick()  # the daemon ticks while the stream is down: nothing incomplete is built
+    for _, partition, _ in platform.runs:
+        assert_exact(platform, [date.fromisoformat(partition)])
+
+    platform.stream()  # restarted from the checkpoint the killed run left
+    platform.settle()
+    days = [today - timedelta(days=n) for n in (2, 1)]
+    builds = [p for j, p, _ in platform.runs if j == "daily_warehouse_job"]
+    assert sorted(builds) == [d.isoformat() for d in days]  # each day once
+    assert landed() == total
+    assert_exact(platform, days)
