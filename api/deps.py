@@ -90,6 +90,7 @@ class Responder:
         path = self._request.url.path
         key = cache_key(self._cache.prefix, path, params)
         cached = await self._cache.get(key)
+        self._request.app.state.metrics.cache.labels("miss" if cached is None else "hit").inc()
         if cached is not None:
             head, _, body = cached.partition(b"\n")
             return Response(body, media_type="application/json",

@@ -23,6 +23,7 @@ from api.config import ApiSettings
 from api.dashboard.routes import router as dashboard_router
 from api.health import Readiness
 from api.materializations import Materializations
+from api.metrics import ApiMetrics, RequestMetrics
 from api.middleware import HttpHygiene
 from api.queries import Conn
 from api.queries.freshness import MARTS
@@ -88,6 +89,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="GlobalMart Analytics API", version=__version__,
                   description=DESCRIPTION, lifespan=lifespan)
+    metrics = ApiMetrics()
+    app.state.metrics = metrics
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(HttpHygiene)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

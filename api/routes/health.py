@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import __version__
 from api.schemas import Health, Readiness
@@ -20,6 +21,14 @@ async def read_health() -> Health:
     Example: `GET /health`
     """
     return Health(status="healthy", timestamp=datetime.now(UTC), version=__version__)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def read_metrics(request: Request) -> Response:
+    """Prometheus metrics (text format): requests and latency per route, cache hits and
+    misses. Needs no key, like the other service endpoints."""
+    return Response(generate_latest(request.app.state.metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/ready", response_model=Readiness, summary="Readiness",
