@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import re
 
 import click
+
+from globalmart.logs import FORMAT_VARIABLE, JsonFormatter
 
 
 @click.command()
@@ -43,12 +46,16 @@ class RedactKeys(logging.Filter):
 
 
 def _log_config() -> dict:
-    """uvicorn's logging configuration with :class:`RedactKeys` on the access log."""
+    """uvicorn's logging configuration with :class:`RedactKeys` on the access log, in the
+    platform's log format."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["redact_keys"] = {"()": RedactKeys}
     config["handlers"]["access"]["filters"] = ["redact_keys"]
+    if os.environ.get(FORMAT_VARIABLE, "text").lower() == "json":
+        for name in ("default", "access"):
+            config["formatters"][name] = {"()": JsonFormatter, "component": "api"}
     return config
 
 

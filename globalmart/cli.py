@@ -14,18 +14,17 @@ import click
 from api.cli import api, apikey
 from generator.cli import generate
 from globalmart import db
+from globalmart.logs import configure
 from globalmart.settings import PlatformSettings
 from streaming.cli import stream
 
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """GlobalMart: real-time e-commerce analytics."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    configure(ctx.invoked_subcommand or "globalmart", logging.DEBUG if verbose else logging.INFO)
 
 
 @main.group(name="db")

@@ -20,6 +20,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 
 from globalmart.contracts import Alert
+from globalmart.logs import bound
 from streaming.notifier import Notifier
 from streaming.sinks.alerts import insert_alerts, publish_alerts
 from streaming.sinks.anomalies import anomaly_rows, write_anomalies
@@ -134,7 +135,8 @@ class RealtimeSink:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return self._process(records, batch_id)
+            with bound(query=self.query_name, batch_id=batch_id):
+                return self._process(records, batch_id)
         finally:
             if collecting:
                 gc.enable()
