@@ -82,11 +82,16 @@ def export_contracts(directory: Path) -> None:
 @click.option("--without", "without", multiple=True,
               type=click.Choice(["generator", "stream", "dagster", "api"]),
               help="Do not start this component (repeatable).")
-def up(rate: float, without: tuple[str, ...]) -> None:
-    """Start the whole platform on this machine; Ctrl-C stops everything it started."""
+@click.option("--no-history", is_flag=True,
+              help="On an empty GLOBALMART_HOME, do not emit the first start's past days "
+                   "(GLOBALMART_HISTORY_DAYS, 3, at GLOBALMART_HISTORY_RATE, 0.4).")
+def up(rate: float, without: tuple[str, ...], no_history: bool) -> None:
+    """Start the whole platform on this machine; Ctrl-C stops everything it started. A
+    component that exits is restarted with back-off."""
     from globalmart.runtime import run_platform
 
-    raise SystemExit(run_platform(PlatformSettings(), rate=rate, without=set(without)))
+    raise SystemExit(run_platform(PlatformSettings(), rate=rate, without=set(without),
+                                  history=not no_history))
 
 
 main.add_command(generate)

@@ -22,6 +22,7 @@ import psycopg
 from confluent_kafka import KafkaException
 
 from globalmart.kafka import INPUT_PARTITIONS, admin_client
+from globalmart.processes import die_with_parent
 
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 30.0
@@ -152,10 +153,10 @@ class EmbeddedBroker:
                 raise RuntimeError(f"formatting the Kafka storage in {self.data_dir} failed: "
                                    f"{formatted.stderr.strip() or formatted.stdout.strip()}")
         with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
+            self._process = subprocess.Popen(  # noqa: PLW1509 - preexec_fn: no threads yet
                 self._java("kafka.Kafka", str(self.config_path)),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent,
             )
         wait_for_port(self.port, self._process, "the Kafka broker", self.log_path)
         self._wait_answers()
@@ -261,6 +262,16 @@ class EmbeddedPostgres:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+    def running(self) -> bool:
+        """Whether a server of this data directory runs (for instance one an earlier run left
+        behind: the postmaster does not die with the process that started it)."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, IndexError, ValueError):
+            return False
+        return True
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT to the postmaster named in ``postmaster.pid``, as ``pg_ctl stop

@@ -1,9 +1,14 @@
 """``globalmart up``: the embedded runtime's supervisor.
 
-Starts what is not configured externally (PostgreSQL, the Kafka broker), applies the
-schema, creates the topics, then runs each component as a child process in its own session
-(generator, streaming, Dagster, API), waits for each to be healthy, prints what runs where and
-live ingestion rates, and on Ctrl-C (or SIGTERM) stops everything it started, newest first.
+Stops what an earlier ``up`` on the same home left running, starts what is not configured
+externally (PostgreSQL, the Kafka broker), applies the schema, creates the topics, then runs
+each component as a child process in its own session (generator, streaming, Dagster, API),
+waits for each to be healthy, prints what runs where and live ingestion rates. A component that
+exits is restarted with back-off; only a crash loop (``restart_limit`` restarts within
+``restart_window_minutes``) stops the platform. On Ctrl-C (or SIGTERM, SIGHUP, a closed output)
+it stops everything it started, newest first; children also get SIGTERM if ``up`` itself dies.
+On an empty home the generator first emits a short history, so that every mart has data
+within minutes.
 """
 
 from __future__ import annotations
@@ -31,12 +36,17 @@ from globalmart import db
 from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS
 from globalmart.embedded import EmbeddedBroker, EmbeddedPostgres, PortInUseError, port_is_free
 from globalmart.kafka import ensure_topics, topic_end_offsets
+from globalmart.logs import FORMAT_VARIABLE
+from globalmart.processes import die_with_parent, forget, record, stop_leftovers
 from globalmart.settings import PlatformSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _HEALTH_TIMEOUT_S = 180.0
 _STOP_TIMEOUT_S = 30.0
 _UP_KEY_NAME = "globalmart-up"
+_WATCH_TICK_S = 0.5
+_BACKOFF_FIRST_S = 1.0
+_BACKOFF_MAX_S = 30.0
 
 
 class RuntimeSettings(BaseSettings):
@@ -47,6 +57,20 @@ class RuntimeSettings(BaseSettings):
     api_port: int = Field(default=8000, description="Port of the REST API and web dashboard.")
     dagster_port: int = Field(default=3000, description="Port of the Dagster webserver.")
     status_interval_s: float = Field(default=10.0, description="Seconds between rate lines.")
+    restart_limit: int = Field(
+        default=5, ge=0,
+        description="Restarts of one component within restart_window_minutes that count as a "
+                    "crash loop: the platform then stops with a message.")
+    restart_window_minutes: float = Field(
+        default=5.0, gt=0, description="Window of restart_limit, in minutes.")
+    history_days: int = Field(
+        default=3, ge=0,
+        description="Past days the generator emits first on an empty GLOBALMART_HOME, so the "
+                    "warehouse and marts have days to show (0 or `up --no-history`: none).")
+    history_rate: float = Field(
+        default=0.4, gt=0,
+        description="Rate of that history (generate --history-rate: 0.4 is about 1,000 "
+                    "transactions and 35,000 events a day).")
 
 
 @dataclass
@@ -60,8 +84,11 @@ class Component:
     port_variable: str = ""
     health_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    restart_argv: list[str] | None = None  # argv of a restart, when it differs (no history)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    restarts: list[float] = field(default_factory=list)  # monotonic times
+    restart_at: float | None = None  # when the pending restart is due
 
 
 def _bin(name: str) -> str:
@@ -88,13 +115,18 @@ def _dagster_storage_env(db_url: str) -> dict[str, str]:
 
 
 def _components(settings: PlatformSettings, runtime: RuntimeSettings, rate: float,
-                without: set[str]) -> list[Component]:
+                without: set[str], history_days: int) -> list[Component]:
     home = settings.home.resolve()
     dagster_home = home / "dagster"
     dagster_url = dagster_database_url(settings.db_url)
+    live = [_bin("globalmart"), "generate", "--rate", f"{rate:g}"]
+    history = ["--history-days", str(history_days), "--history-rate",
+               f"{runtime.history_rate:g}"] if history_days else []
     wanted = [
-        Component("generator", [_bin("globalmart"), "generate", "--rate", f"{rate:g}"],
-                  f"{rate:g} events/s into Kafka"),
+        Component("generator", [*live, *history],
+                  f"{rate:g} events/s into Kafka"
+                  + (f", after {history_days} days of history" if history else ""),
+                  restart_argv=live),
         Component("stream", [_bin("globalmart"), "stream"],
                   f"Spark streaming, lake {settings.lake}"),
         Component(
@@ -150,13 +182,30 @@ class Platform:
         self.home = settings.home.resolve()
         self.logs = self.home / "logs"
         self.stop_requested = threading.Event()
+        self.output_closed = False
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self.rows: list[tuple[str, str, str]] = []
         self.dashboard_url: str | None = None
 
+    def say(self, text: str, err: bool = False) -> None:
+        """Print a status line; a closed terminal or pipe stops the platform instead of
+        crashing it."""
+        if self.output_closed:
+            return
+        try:
+            click.echo(text, err=err)
+        except (BrokenPipeError, OSError):
+            self.output_closed = True
+            self.stop_requested.set()
+
     def start_services(self) -> None:
+        stop_leftovers(self.home, self.say)
         if self.settings.uses_embedded_postgres:
             pg = EmbeddedPostgres(self.home / "postgres", self.settings.embedded_pg_port, self.logs)
+            if pg.running():
+                self.say("stopping PostgreSQL, left running by an earlier `globalmart up` "
+                         "that did not stop cleanly ...")
+                pg.stop()
             pg.start()
             self._stops.append(("postgres", pg.stop))
             db.ensure_database(self.settings.db_url)
@@ -164,7 +213,7 @@ class Platform:
         else:
             self.rows.append(("postgres", "external", db.redact(self.settings.db_url)))
         applied = db.upgrade(self.settings.db_url)
-        click.echo(f"schema: {len(applied)} migration(s) applied, up to date")
+        self.say(f"schema: {len(applied)} migration(s) applied, up to date")
 
         if self.settings.uses_embedded_kafka:
             broker = EmbeddedBroker(
@@ -172,16 +221,23 @@ class Platform:
                 controller_port=self.settings.embedded_kafka_controller_port,
                 retention_hours=self.settings.embedded_kafka_retention_hours,
                 retention_bytes=self.settings.embedded_kafka_retention_bytes)
-            click.echo("starting kafka ...")
+            self.say("starting kafka ...")
             broker.start()
-            self._stops.append(("kafka", broker.stop))
+            assert broker.pid is not None
+            record(self.home, "kafka", broker.pid)
+
+            def stop_broker() -> None:
+                broker.stop()
+                forget(self.home, "kafka")
+
+            self._stops.append(("kafka", stop_broker))
             self.rows.append(("kafka", "embedded (Apache Kafka, KRaft)",
                               f"{broker.bootstrap_servers}  log: {broker.data_dir}"))
         else:
             self.rows.append(("kafka", "external", self.settings.bootstrap_servers))
         created = ensure_topics(self.settings.bootstrap_servers, ALL_TOPICS)
         if created:
-            click.echo(f"topics created: {', '.join(created)}")
+            self.say(f"topics created: {', '.join(created)}")
 
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -191,6 +247,7 @@ class Platform:
             "GLOBALMART_KAFKA_BOOTSTRAP_SERVERS": self.settings.bootstrap_servers,
             "GLOBALMART_LAKE_PATH": self.settings.lake,
             "GLOBALMART_REDIS_URL": self.settings.redis_url,
+            FORMAT_VARIABLE: "json",
             "PYTHONUNBUFFERED": "1",
         })
         return env
@@ -201,25 +258,33 @@ class Platform:
         if component.name == "dagster":
             _prepare_dagster_home(Path(component.env["DAGSTER_HOME"]))
             db.ensure_database(dagster_database_url(self.settings.db_url))
-        self.logs.mkdir(parents=True, exist_ok=True)
-        component.log_path = self.logs / f"{component.name}.log"
-        with open(component.log_path, "ab") as log:
-            component.process = subprocess.Popen(
-                component.argv, env={**self.child_env(), **component.env}, cwd=REPO_ROOT,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self._stops.append((component.name, lambda: _stop_process(component)))
+        self._spawn(component, component.argv)
+        self._stops.append((component.name, lambda: self._stop_component(component)))
         self._wait_healthy(component)
         self.rows.append((component.name, component.address, f"log: {component.log_path}"))
         if component.name == "api":
             key = _session_api_key(self.settings.db_url)
             self.dashboard_url = f"http://127.0.0.1:{self.runtime.api_port}/dashboard?key={key}"
 
+    def _spawn(self, component: Component, argv: list[str]) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        component.log_path = self.logs / f"{component.name}.log"
+        with open(component.log_path, "ab") as log:
+            component.process = subprocess.Popen(  # noqa: PLW1509 - preexec_fn is async-safe
+                argv, env={**self.child_env(), **component.env}, cwd=REPO_ROOT,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=die_with_parent,
+            )
+        record(self.home, component.name, component.process.pid)
+
+    def _stop_component(self, component: Component) -> None:
+        _stop_process(component)
+        forget(self.home, component.name)
+
     def _wait_healthy(self, component: Component) -> None:
         assert component.process is not None
         deadline = time.monotonic() + _HEALTH_TIMEOUT_S
-        click.echo(f"starting {component.name} ...")
+        self.say(f"starting {component.name} ...")
         while not self.stop_requested.is_set():
             if component.process.poll() is not None:
                 raise RuntimeError(
@@ -238,40 +303,67 @@ class Platform:
     def print_table(self) -> None:
         name_width = max(len(name) for name, _, _ in self.rows)
         where_width = max(len(where) for _, where, _ in self.rows)
-        click.echo("")
-        click.echo("GlobalMart is up. Ctrl-C stops everything.")
+        self.say("")
+        self.say("GlobalMart is up. Ctrl-C stops everything.")
         for name, where, detail in self.rows:
-            click.echo(f"  {name:<{name_width}}  {where:<{where_width}}  {detail}")
+            self.say(f"  {name:<{name_width}}  {where:<{where_width}}  {detail}")
         if self.dashboard_url:
-            click.echo(f"\nWeb dashboard (its API key is valid until the next `up`):\n"
-                       f"  {self.dashboard_url}")
-        click.echo("")
+            self.say(f"\nWeb dashboard (its API key is valid until the next `up`):\n"
+                     f"  {self.dashboard_url}")
+        self.say("")
 
     def watch(self, components: list[Component]) -> int:
-        """Print ingestion rates until a stop is requested or a component dies."""
+        """Print ingestion rates until a stop is requested; restart a component that exits,
+        with back-off; return 1 on a crash loop."""
         previous = _topic_ends(self.settings.bootstrap_servers)
         last = time.monotonic()
-        while not self.stop_requested.wait(self.runtime.status_interval_s):
-            for component in components:
-                assert component.process is not None
-                if component.process.poll() is not None:
-                    code = component.process.returncode
-                    click.echo(f"{component.name} exited unexpectedly with {code}; "
-                               f"see {component.log_path}. Stopping.", err=True)
-                    return 1
-            current = _topic_ends(self.settings.bootstrap_servers)
+        while not self.stop_requested.wait(_WATCH_TICK_S):
             now = time.monotonic()
-            click.echo(_rates_line(previous, current, now - last))
-            previous, last = current, now
+            for component in components:
+                if not self._supervise(component, now):
+                    return 1
+            if now - last >= self.runtime.status_interval_s:
+                current = _topic_ends(self.settings.bootstrap_servers)
+                self.say(_rates_line(previous, current, now - last))
+                previous, last = current, now
         return 0
+
+    def _supervise(self, component: Component, now: float) -> bool:
+        """Restart ``component`` when it exited and its back-off has passed; False on a crash
+        loop (it is then not restarted)."""
+        assert component.process is not None
+        if component.restart_at is not None:
+            if now >= component.restart_at:
+                component.restart_at = None
+                self._spawn(component, component.restart_argv or component.argv)
+                self.say(f"{component.name} restarted (pid {component.process.pid})")
+            return True
+        if component.process.poll() is None:
+            return True
+        code = component.process.returncode
+        window = self.runtime.restart_window_minutes * 60
+        component.restarts = [t for t in component.restarts if now - t < window]
+        if len(component.restarts) >= self.runtime.restart_limit:
+            self.say(f"{component.name} exited with {code} after {len(component.restarts)} "
+                     f"restarts within {self.runtime.restart_window_minutes:g} min: a crash "
+                     f"loop; see {component.log_path}. Stopping the platform.", err=True)
+            return False
+        delay = min(_BACKOFF_MAX_S, _BACKOFF_FIRST_S * 2 ** len(component.restarts))
+        component.restarts.append(now)
+        component.restart_at = now + delay
+        self.say(f"{component.name} exited with {code}; restarting in {delay:g} s (restart "
+                 f"{len(component.restarts)} of {self.runtime.restart_limit} allowed within "
+                 f"{self.runtime.restart_window_minutes:g} min); see {component.log_path}",
+                 err=True)
+        return True
 
     def stop_all(self) -> None:
         for name, stop in reversed(self._stops):
-            click.echo(f"stopping {name} ...")
+            self.say(f"stopping {name} ...")
             try:
                 stop()
             except Exception as exc:  # keep stopping the rest
-                click.echo(f"  {name} did not stop cleanly: {exc}", err=True)
+                self.say(f"  {name} did not stop cleanly: {exc}", err=True)
         self._stops.clear()
 
 
@@ -310,19 +402,32 @@ def _stop_process(component: Component) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def run_platform(settings: PlatformSettings, rate: float, without: set[str]) -> int:
-    """Run the platform until Ctrl-C; returns the process exit code."""
+def is_first_run(home: Path) -> bool:
+    """An empty (or missing) GLOBALMART_HOME: nothing has ever run there."""
+    return not home.exists() or not any(home.iterdir())
+
+
+def run_platform(settings: PlatformSettings, rate: float, without: set[str],
+                 history: bool = True) -> int:
+    """Run the platform until Ctrl-C; returns the process exit code. ``history``: on an
+    empty home, emit ``RuntimeSettings.history_days`` past days first."""
     runtime = RuntimeSettings()
     platform = Platform(settings, runtime)
 
     def request_stop(signum: int, _frame: object) -> None:
         if not platform.stop_requested.is_set():
-            click.echo(f"\n{signal.Signals(signum).name} received: shutting down ...")
+            platform.say(f"\n{signal.Signals(signum).name} received: shutting down ...")
         platform.stop_requested.set()
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    components = _components(settings, runtime, rate, without)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, request_stop)
+    history_days = runtime.history_days if history and is_first_run(platform.home) else 0
+    if history_days:
+        platform.say(f"first start on {platform.home}: the generator emits {history_days} past "
+                     f"days first (history rate {runtime.history_rate:g}, `up --no-history` "
+                     "skips it); the Dagster sensor builds each day once the stream has "
+                     "landed it")
+    components = _components(settings, runtime, rate, without, history_days)
     code = 0
     try:
         platform.start_services()
@@ -334,9 +439,9 @@ def run_platform(settings: PlatformSettings, rate: float, without: set[str]) -> 
             platform.print_table()
             code = platform.watch(components)
     except (PortInUseError, RuntimeError, TimeoutError, ConnectionError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        platform.say(f"error: {exc}", err=True)
         code = 1
     finally:
         platform.stop_all()
-    click.echo("stopped." if code == 0 else "stopped after an error.")
+    platform.say("stopped." if code == 0 else "stopped after an error.")
     return code

@@ -27,8 +27,10 @@ GLOBALMART = str(Path(sys.executable).parent / "globalmart")
 class Up:
     """A running ``globalmart up`` whose output is read line by line."""
 
-    def __init__(self, home: Path, args: list[str], extra_env: dict[str, str]) -> None:
-        self.pg_port, self.kafka_port, controller_port = free_port(), free_port(), free_port()
+    def __init__(self, home: Path, args: list[str], extra_env: dict[str, str],
+                 ports: tuple[int, int, int] | None = None) -> None:
+        self.ports = ports or (free_port(), free_port(), free_port())
+        self.pg_port, self.kafka_port, controller_port = self.ports
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("GLOBALMART_") and k != "DAGSTER_HOME"}
         env.update({
@@ -83,8 +85,9 @@ class Up:
 def up_factory(tmp_path: Path) -> Iterator:
     started: list[Up] = []
 
-    def start(args: list[str], extra_env: dict[str, str] | None = None) -> Up:
-        running = Up(tmp_path / "home", args, extra_env or {})
+    def start(args: list[str], extra_env: dict[str, str] | None = None,
+              ports: tuple[int, int, int] | None = None) -> Up:
+        running = Up(tmp_path / "home", args, extra_env or {}, ports)
         started.append(running)
         return running
 
@@ -111,8 +114,8 @@ def _wait_for_messages(bootstrap: str, topic: str, timeout: float) -> int:
 
 
 def test_up_runs_the_generator_and_stops_cleanly_on_sigint(up_factory) -> None:
-    up = up_factory(["--rate", "200", "--without", "stream", "--without", "dagster",
-                     "--without", "api"])
+    up = up_factory(["--rate", "200", "--no-history", "--without", "stream", "--without",
+                     "dagster", "--without", "api"])
 
     up.wait_for_line("GlobalMart is up", timeout=120)
     received = _wait_for_messages(f"127.0.0.1:{up.kafka_port}", "transactions", timeout=60)
@@ -205,7 +208,8 @@ def test_events_waiting_at_ctrl_c_are_processed_by_the_next_up(up_factory) -> No
     """Ctrl-C while the stream lags behind the generator, then `up` again: the events that
     waited in Kafka are counted, each exactly once (the broker kept its log on disk)."""
     lagging = {"GLOBALMART_STREAM_MAX_OFFSETS_PER_TRIGGER": "300"}
-    first = up_factory(["--rate", "1000", "--without", "dagster", "--without", "api"], lagging)
+    first = up_factory(["--rate", "1000", "--no-history", "--without", "dagster", "--without",
+                        "api"], lagging)
     first.wait_for_line("GlobalMart is up", timeout=300)
     url = f"postgresql://postgres@127.0.0.1:{first.pg_port}/globalmart"
     deadline = time.monotonic() + 240
@@ -228,3 +232,80 @@ def test_events_waiting_at_ctrl_c_are_processed_by_the_next_up(up_factory) -> No
         time.sleep(1)  # polling interval of a condition with a deadline
     assert second.interrupt(timeout=120) == 0, "".join(second.output)
     assert counted == truth
+
+
+def _batches(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return int(conn.execute("SELECT count(*) FROM stream_state.batch_commits").fetchone()[0])
+
+
+def _wait(condition, timeout: float, up: Up, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert up.process.poll() is None, f"up exited while waiting for {what}:\n{up.drain()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{up.drain()}"
+        time.sleep(0.5)  # polling interval of a condition with a deadline
+
+
+def _pid_of(home: Path, name: str) -> int:
+    return int((home / "run" / f"{name}.pid").read_text().split()[0])
+
+
+@pytest.mark.slow
+def test_a_killed_stream_is_restarted_and_goes_on(up_factory, tmp_path: Path) -> None:
+    up = up_factory(["--rate", "200", "--no-history", "--without", "dagster", "--without",
+                     "api"])
+    up.wait_for_line("GlobalMart is up", timeout=300)
+    url = f"postgresql://postgres@127.0.0.1:{up.pg_port}/globalmart"
+    _wait(lambda: _batches(url) > 0, 240, up, "a first committed batch")
+    killed = _pid_of(tmp_path / "home", "stream")
+    os.killpg(killed, signal.SIGKILL)  # the application and its JVM, as a crash would
+    up.wait_for_line("stream exited with -9; restarting in 1 s", timeout=30)
+    up.wait_for_line("stream restarted", timeout=30)
+    restarted = _pid_of(tmp_path / "home", "stream")
+    assert restarted != killed
+    before = _batches(url)
+    _wait(lambda: _batches(url) > before, 240, up, "batches of the restarted stream")
+    assert up.interrupt(timeout=120) == 0, up.drain()
+
+
+@pytest.mark.slow
+def test_up_killed_leaves_nothing_that_stops_the_next_up(up_factory, tmp_path: Path) -> None:
+    """SIGKILL to `up` itself: its children die with it (the embedded PostgreSQL, which its
+    pg_ctl daemonised, is found and stopped by the next `up`), and `up` starts again on the
+    same home and ports."""
+    first = up_factory(["--rate", "100", "--no-history", "--without", "dagster"],
+                       {"GLOBALMART_API_PORT": str(free_port())})
+    first.wait_for_line("GlobalMart is up", timeout=300)
+    home = tmp_path / "home"
+    children = {name: _pid_of(home, name) for name in ("kafka", "generator", "stream", "api")}
+    first.process.kill()
+    first.process.wait(30)
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() and b"Z" not in
+              Path(f"/proc/{pid}/stat").read_bytes().split(b")")[-1][:3]
+              for pid in children.values() if Path(f"/proc/{pid}/stat").exists()):
+        assert time.monotonic() < deadline, f"children outlived up: {children}"
+        time.sleep(0.2)  # polling interval of a condition with a deadline
+    second = up_factory(["--rate", "100", "--without", "dagster"],
+                        {"GLOBALMART_API_PORT": str(free_port())}, ports=first.ports)
+    second.wait_for_line("GlobalMart is up", timeout=300)
+    output = second.drain()
+    assert "left running by an earlier `globalmart up`" in output  # the PostgreSQL server
+    assert "first start" not in output  # not an empty home: no history again
+    assert second.interrupt(timeout=120) == 0, second.drain()
+    assert port_is_free(first.pg_port) and port_is_free(first.kafka_port)
+
+
+def test_a_crash_loop_stops_the_platform_with_a_clear_message(up_factory) -> None:
+    up = up_factory(["--no-history", "--without", "stream", "--without", "dagster",
+                     "--without", "api"],
+                    {"GLOBALMART_GENERATOR_USERS": "many",  # refused at once, every time
+                     "GLOBALMART_RESTART_LIMIT": "2", "GLOBALMART_RESTART_WINDOW_MINUTES": "5"})
+    code = up.process.wait(timeout=180)
+    output = up.drain()
+    assert code == 1, output
+    assert "generator exited with" in output and "restarting in 1 s" in output
+    assert "restarting in 2 s" in output
+    assert "a crash loop" in output and "Stopping the platform" in output
+    assert port_is_free(up.pg_port) and port_is_free(up.kafka_port)
