@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install up test test-fast lint format bench clean
+.PHONY: install up test test-fast lint format bench docs-diagram clean
 
 $(BIN)/globalmart: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ format: install
 
 bench: install  ## every benchmark; figures go to docs/benchmarks.md by hand
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+docs-diagram:  ## render docs/architecture.dot (Graphviz: apt-get install graphviz)
+	dot -Tsvg docs/architecture.dot -o docs/architecture.svg
+	dot -Tpng -Gdpi=110 docs/architecture.dot -o docs/architecture.png
 
 clean:
 	rm -rf $(VENV) jars/lib .globalmart .pytest_cache .ruff_cache .mypy_cache
