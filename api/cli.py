@@ -74,7 +74,7 @@ def _database_url() -> str:
 @click.argument("name")
 def create_key(name: str) -> None:
     """Create a key called NAME and print it (it is shown only this once)."""
-    from api.keys import ApiKeyError, create_key
+    from globalmart.keys import ApiKeyError, create_key
 
     try:
         key = create_key(_database_url(), name)
@@ -87,7 +87,7 @@ def create_key(name: str) -> None:
 @apikey.command(name="list")
 def list_keys() -> None:
     """List keys (name, prefix, created, revoked); never the keys themselves."""
-    from api.keys import ApiKeyError, list_keys
+    from globalmart.keys import ApiKeyError, list_keys
 
     try:
         keys = list_keys(_database_url())
@@ -103,7 +103,7 @@ def list_keys() -> None:
 @click.argument("name")
 def revoke_key(name: str) -> None:
     """Revoke the active key called NAME."""
-    from api.keys import ApiKeyError, revoke_key
+    from globalmart.keys import ApiKeyError, revoke_key
 
     try:
         revoke_key(_database_url(), name)

@@ -14,8 +14,8 @@ import time
 
 from psycopg_pool import AsyncConnectionPool
 
-from api.keys import hash_key
 from api.queries import Conn
+from globalmart.keys import hash_key
 
 _MAX_KEY_LENGTH = 256
 _MAX_REMEMBERED = 10_000

@@ -40,9 +40,9 @@ import httpx
 import psycopg
 import redis
 
-from api.keys import create_key
 from globalmart import db
 from globalmart.embedded import free_port
+from globalmart.keys import create_key
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("GLOBALMART_BENCH_DATABASE_URL",

@@ -158,7 +158,7 @@ def _prepare_dagster_home(dagster_home: Path) -> None:
 
 def _session_api_key(db_url: str) -> str:
     """A fresh API key for this run's dashboard link; the previous run's key is revoked."""
-    from api.keys import ApiKeyError, create_key, revoke_key
+    from globalmart.keys import ApiKeyError, create_key, revoke_key
 
     with contextlib.suppress(ApiKeyError):
         revoke_key(db_url, _UP_KEY_NAME)

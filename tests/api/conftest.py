@@ -17,9 +17,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from api.config import ApiSettings
-from api.keys import create_key
 from api.main import create_app
 from globalmart.embedded import free_port
+from globalmart.keys import create_key
 from globalmart.settings import PlatformSettings
 
 from . import dataset as ds  # noqa: TID252

@@ -8,9 +8,9 @@ import psycopg
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from api.keys import create_key, revoke_key
 from api.main import create_app
 from globalmart.cli import main
+from globalmart.keys import create_key, revoke_key
 
 from .conftest import make_settings  # noqa: TID252
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.keys import create_key
+from globalmart.keys import create_key
 
 from .conftest import LiveServer, make_settings  # noqa: TID252
 

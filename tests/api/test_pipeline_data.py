@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 from fastapi.testclient import TestClient
 
-from api.keys import create_key
 from api.main import create_app
+from globalmart.keys import create_key
 
 from .conftest import make_settings  # noqa: TID252
 

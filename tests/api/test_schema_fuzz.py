@@ -18,8 +18,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.config import ApiSettings
-from api.keys import create_key
 from api.main import create_app
+from globalmart.keys import create_key
 
 from .conftest import LiveServer, make_settings  # noqa: TID252
 

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from api.keys import create_key, revoke_key
+from globalmart.keys import create_key, revoke_key
 
 from .conftest import LiveServer, make_settings  # noqa: TID252
 

@@ -1,4 +1,5 @@
-"""API keys: generated with 256 bits of entropy, shown once, stored as SHA-256 hex digests.
+"""API keys (table `api.api_keys`, migration 005): generated with 256 bits of entropy, shown once,
+stored as SHA-256 hex digests; the API checks them, `globalmart apikey` and `up` manage them.
 
 A fast hash is right here (unlike for passwords): the key is random and long, so there is
 nothing to brute-force, and every request checks one.
