@@ -3,11 +3,13 @@ cache's hits and misses (its hit ratio), served at ``/metrics`` in the text form
 
 from __future__ import annotations
 
+import re
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+_PARAMETER = re.compile(r"\{(\w+)(?::[^}]*)?\}")  # {name} or {name:converter} in a route path
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -63,5 +65,6 @@ def route_template(scope: Scope) -> str:
         return "unmatched"
     template: str = route.path
     path: str = scope["path"]
-    rendered = template.format(**scope.get("path_params", {}))
+    params = scope.get("path_params", {})
+    rendered = _PARAMETER.sub(lambda m: str(params.get(m.group(1), m.group(0))), template)
     return path[: len(path) - len(rendered)] + template if path.endswith(rendered) else template

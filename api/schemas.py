@@ -11,16 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from globalmart.vocabulary import Segment, Severity, StockStatus
+
 Period = Literal["today", "week", "month"]
-Segment = Literal[
-    "Champions", "Loyal Customers", "Potential Loyalists", "New Customers",
-    "At Risk", "Cannot Lose Them", "Hibernating", "Lost",
-]
-SEGMENTS: tuple[str, ...] = Segment.__args__  # type: ignore[attr-defined]
 ProductSort = Literal["total_revenue", "units_sold", "performance_score"]
 TrendType = Literal["daily", "weekly", "monthly"]
-StockStatus = Literal["ok", "low", "critical", "out"]
-Severity = Literal["info", "warning", "critical"]
 
 NONE_YET = "N/A"  # a text field without a value yet, as the guide answers it
 

@@ -18,9 +18,9 @@ more than is in stock; low stock schedules a restock), the rapid-fire guard, and
 ground truth.
 
 The ground truth is computed by applying the streaming rules to every transaction emitted
-(see :data:`RULES`), so it matches them exactly; clean transactions are built never to trip a
-rule (quantities ≤ 3, totals ≤ 5,000, never a 5th purchase by a user within 60 s), and each
-injected anomaly is built to trip its own rule only.
+(:data:`globalmart.vocabulary.ANOMALY_RULES`), so it matches them exactly; clean transactions
+are built never to trip a rule (quantities ≤ 3, totals ≤ 5,000, never a 5th purchase by a
+user within 60 s), and each injected anomaly is built to trip its own rule only.
 """
 
 from __future__ import annotations
@@ -46,16 +46,21 @@ from generator.catalog import (
     user_homes,
     user_id,
 )
+from globalmart.vocabulary import (
+    ANOMALY_RULES,
+    HIGH_VALUE_THRESHOLD,
+    MAX_LINE_QUANTITY,
+    RAPID_FIRE_COUNT,
+    RAPID_FIRE_WINDOW_SECONDS,
+)
 
 TOPICS: tuple[str, ...] = ("transactions", "product_views", "cart_events", "inventory_events")
 TRANSACTIONS, PRODUCT_VIEWS, CART_EVENTS, INVENTORY_EVENTS = TOPICS
 
-# The streaming rules (DESIGN.md "Real-time rules"); the ground truth applies them exactly.
-HIGH_VALUE_CENTS = 500_000  # high_value: total_amount > 5,000.00
-MAX_LINE_QUANTITY = 10  # unusual_quantity: some line has quantity > 10
-RAPID_FIRE_COUNT = 5  # rapid_fire: at least the 5th transaction by the user ...
-RAPID_FIRE_WINDOW_US = 60_000_000  # ... within (t - 60 s, t]
-RULES = ("high_value", "unusual_quantity", "rapid_fire", "total_mismatch")
+# The streaming rules' thresholds (globalmart.vocabulary) in the simulation's units; the ground
+# truth applies them exactly.
+HIGH_VALUE_CENTS = int(HIGH_VALUE_THRESHOLD * 100)
+RAPID_FIRE_WINDOW_US = RAPID_FIRE_WINDOW_SECONDS * 1_000_000
 
 BUCKET_US = 100_000  # width of a calendar bucket
 LIVE_WINDOW_US = 200_000  # live events leave at most this long after their event_time
@@ -197,7 +202,7 @@ class Counts:
     events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOPICS, 0))
     malformed: int = 0
     resends: int = 0
-    anomalies: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RULES, 0))
+    anomalies: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ANOMALY_RULES, 0))
     injected: int = 0  # purchases turned into an anomaly (a burst counts once)
     dropped_purchases: int = 0  # clean purchases the rapid-fire guard or the stock cancelled
 

@@ -18,6 +18,8 @@ from uuid import UUID
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from globalmart.vocabulary import Severity
+
 SCHEMA_VERSION: Literal[1] = 1
 
 COUNTRIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -33,7 +35,6 @@ PaymentMethod = Literal["credit_card", "paypal", "debit_card", "apple_pay", "goo
 Device = Literal["desktop", "mobile", "tablet"]
 CartAction = Literal["add", "remove", "update"]
 InventoryKind = Literal["restock", "adjustment"]
-Severity = Literal["info", "warning", "critical"]
 
 # Bounds of what every sink can store and the business allows. A line's revenue is at most
 # MAX_QUANTITY × MAX_UNIT_PRICE = 100,000,000.00 and a transaction's at most five of those,

@@ -38,6 +38,13 @@ from psycopg.rows import dict_row
 from globalmart import db
 from globalmart.db import copy_arrow
 from globalmart.lake import filesystem
+from globalmart.raw_layer import (
+    day_directory,
+    day_of_directory,
+    is_raw_file,
+    raw_arrow_schema,
+    raw_path,
+)
 from globalmart_dagster.constants import MARTS_SCHEMA
 
 REPLACE_BY = "replace_by"
@@ -88,13 +95,11 @@ class LakeResource(dg.ConfigurableResource):
 
     def raw_path(self, topic: str) -> str:
         """Root of a topic's raw layer: ``<lake>/raw/<topic>``."""
-        from streaming.schemas import raw_path
-
         return raw_path(self.path, topic)
 
     def raw_day_path(self, topic: str, day: date) -> str:
         """Directory of one day of a topic: ``<lake>/raw/<topic>/event_date=YYYY-MM-DD``."""
-        return f"{self.raw_path(topic)}/event_date={day.isoformat()}"
+        return day_directory(self.raw_path(topic), day)
 
     def raw_days(self, topic: str) -> list[date]:
         """The event dates present in a topic's raw layer, sorted (none if it does not exist)."""
@@ -102,12 +107,9 @@ class LakeResource(dg.ConfigurableResource):
         selector = pa_fs.FileSelector(root, allow_not_found=True)
         days = []
         for info in fs.get_file_info(selector):
-            name = info.base_name
-            if info.type == pa_fs.FileType.Directory and name.startswith("event_date="):
-                try:
-                    days.append(date.fromisoformat(name.removeprefix("event_date=")))
-                except ValueError:
-                    continue
+            day = day_of_directory(info.base_name)
+            if info.type == pa_fs.FileType.Directory and day is not None:
+                days.append(day)
         return sorted(days)
 
     def raw_files(self, topic: str) -> dict[date, list[tuple[str, int]]]:
@@ -118,12 +120,8 @@ class LakeResource(dg.ConfigurableResource):
         files: dict[date, list[tuple[str, int]]] = {}
         for info in fs.get_file_info(selector):
             folder = info.path.rsplit("/", 2)[-2] if info.path.count("/") >= 1 else ""
-            if (info.type != pa_fs.FileType.File or not info.base_name.endswith(".parquet")
-                    or info.base_name.startswith(".") or not folder.startswith("event_date=")):
-                continue
-            try:
-                day = date.fromisoformat(folder.removeprefix("event_date="))
-            except ValueError:
+            day = day_of_directory(folder)
+            if info.type != pa_fs.FileType.File or not is_raw_file(info.base_name) or day is None:
                 continue
             files.setdefault(day, []).append((info.base_name, info.size or 0))
         return {day: sorted(entries) for day, entries in files.items()}
@@ -131,8 +129,6 @@ class LakeResource(dg.ConfigurableResource):
     def read_raw_day(self, topic: str, day: date) -> pa.Table:
         """Every event of one day of a topic's raw layer (an empty table when there is none)."""
         import pyarrow.dataset as pa_ds
-
-        from streaming.schemas import raw_arrow_schema
 
         fs, root = filesystem(self.raw_day_path(topic, day))
         if fs.get_file_info(root).type != pa_fs.FileType.Directory:
@@ -145,7 +141,7 @@ class LakeResource(dg.ConfigurableResource):
         fs, root = filesystem(self.raw_day_path(topic, day))
         selector = pa_fs.FileSelector(root, allow_not_found=True, recursive=True)
         files = [i for i in fs.get_file_info(selector)
-                 if i.type == pa_fs.FileType.File and i.base_name.endswith(".parquet")]
+                 if i.type == pa_fs.FileType.File and is_raw_file(i.base_name)]
         return len(files), sum(i.size or 0 for i in files)
 
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from api.geo import COUNTRY_GEO
+from globalmart.geo import COUNTRY_GEO
+from globalmart.vocabulary import SHORT_OF_STOCK, sql_list
 
 OUT = Path(__file__).resolve().parent / "provisioning" / "dashboards" / "json"
 DATASOURCE = {"type": "grafana-postgresql-datasource", "uid": "globalmart-pg"}
@@ -219,7 +220,7 @@ def realtime() -> dict[str, Any]:
           w=6, h=4, unit="percentunit", options=STAT)
     b.add("stat", "Low-stock products",
           "SELECT count(*) AS products FROM inventory_status "
-          "WHERE status IN ('low', 'critical', 'out')",
+          f"WHERE status IN {sql_list(SHORT_OF_STOCK)}",
           w=6, h=4, unit="short", options=STAT)
     b.add("timeseries", "Sales per minute",
           "SELECT $__timeGroupAlias(window_start, '1m'), sum(revenue) AS revenue FROM "
@@ -236,7 +237,7 @@ def realtime() -> dict[str, Any]:
           "ORDER BY detected_at DESC LIMIT 50", w=12, h=8, options=TABLE)
     b.add("table", "Low stock",
           "SELECT product_id, product_name, category, current_stock, status, updated_at "
-          "FROM inventory_status WHERE status IN ('low', 'critical', 'out') "
+          f"FROM inventory_status WHERE status IN {sql_list(SHORT_OF_STOCK)} "
           "ORDER BY current_stock, product_id LIMIT 50", w=12, h=9, options=TABLE)
     b.add("table", "Alerts",
           "SELECT created_at, severity, alert_type, entity_id, message FROM alerts "

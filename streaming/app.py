@@ -34,11 +34,12 @@ from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS
 from globalmart.lake import local_path, spark_url
+from globalmart.raw_layer import FILE_GLOB, raw_path
 from globalmart.settings import PlatformSettings
+from globalmart.vocabulary import REALTIME_QUERY
 from streaming.config import StreamingSettings
 from streaming.metrics import PipelineMetricsListener, QuerySnapshot
 from streaming.notifier import build_notifier
-from streaming.schemas import raw_path
 from streaming.sinks.batch import BatchStats, RealtimeSink
 from streaming.sinks.raw import RawLayer
 from streaming.sinks.store import Postgres
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 # Python workers of a busy machine can take longer than the default 15 s to connect back.
 SPARK_CONF = {"spark.python.authenticate.socketTimeout": "120s"}
-REALTIME_QUERY = "realtime"
 KAFKA_FETCH_MAX_WAIT_MS = 10
 ANALYZE_EVERY = 6
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -140,7 +140,7 @@ def check_checkpoint(db_url: str, lake: str, query_name: str, checkpoint: str) -
             f"checkpoint {checkpoint} is gone; {remedy}")
     for topic in INPUT_TOPICS:
         root = local_path(raw_path(lake, topic))
-        if root is not None and any(root.glob("event_date=*/part-*.parquet")):
+        if root is not None and any(root.glob(FILE_GLOB)):
             raise CheckpointError(
                 f"the raw layer {raw_path(lake, topic)} was written by a query whose "
                 f"checkpoint {checkpoint} is gone; restore the checkpoint, or move that raw "

@@ -30,7 +30,6 @@ METRIC_COLUMNS = ["query_name", "batch_id", "topic", "processed_at", "input_rows
                   "input_rows_per_second", "processed_rows_per_second", "batch_duration_ms",
                   "lag_records", "rows_written", "max_event_time"]
 
-RAW_QUERY = "raw"  # the name the raw-layer flush records its rows under
 
 
 def _offsets(value: Any) -> dict[tuple[str, int], int]:

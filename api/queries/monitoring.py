@@ -18,6 +18,7 @@ from api.schemas import (
     TopicIngestion,
     TransactionAnomaly,
 )
+from globalmart.vocabulary import SHORT_OF_STOCK, sql_list
 
 _ANOMALIES = """
 SELECT transaction_id, user_id, amount, anomaly_score, anomaly_type, detected_at, description,
@@ -31,7 +32,7 @@ SELECT count(*) AS total FROM public.transaction_anomalies WHERE detected_at >= 
 """
 
 # One round trip for every executive figure.
-_DASHBOARD = """
+_DASHBOARD = f"""
 WITH orders AS (
     SELECT coalesce(sum(order_count), 0) AS orders, coalesce(sum(revenue), 0) AS revenue
     FROM public.order_metrics WHERE window_start >= %(today)s
@@ -54,7 +55,7 @@ SELECT orders.orders, orders.revenue,
        (SELECT count(*) FROM public.alerts
          WHERE created_at >= %(today)s AND severity = 'critical') AS critical_alerts,
        (SELECT count(*) FROM public.inventory_status
-         WHERE status IN ('low', 'critical', 'out')) AS low_stock,
+         WHERE status IN {sql_list(SHORT_OF_STOCK)}) AS low_stock,
        (SELECT LEAST(max(window_end), max(updated_at)) FROM public.order_metrics) AS data_as_of
 FROM orders
 """

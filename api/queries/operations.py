@@ -19,6 +19,7 @@ from api.schemas import (
     StockCounts,
     StockStatus,
 )
+from globalmart.vocabulary import SEVERITIES, SHORT_OF_STOCK, sql_list
 
 _ITEM_COLUMNS = """product_id, product_name, category, current_stock, status, units_sold,
        units_restocked, updated_at"""
@@ -42,7 +43,7 @@ _STATUS_COUNTS = "SELECT status, count(*) AS n FROM public.inventory_status GROU
 
 _LOW_STOCK = f"""
 SELECT {_ITEM_COLUMNS} FROM public.inventory_status
-WHERE status IN ('low', 'critical', 'out')
+WHERE status IN {sql_list(SHORT_OF_STOCK)}
   AND (%(category)s::text IS NULL OR category = %(category)s)
 ORDER BY current_stock, product_id LIMIT %(limit)s
 """
@@ -143,6 +144,6 @@ async def alerts(conn: Conn, *, hours: int, severity: Severity | None,
               for r in await fetch_all(conn, _ALERT_COUNTS, params)}
     return Alerts(
         data_as_of=await as_of(conn, "alerts"), hours=hours,
-        counts={s: counts.get(s, 0) for s in ("info", "warning", "critical")},
+        counts={s: counts.get(s, 0) for s in SEVERITIES},
         items=[AlertItem.model_validate(row) for row in rows],
     )

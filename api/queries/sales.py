@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from api.geo import locate
 from api.queries import Conn, fetch_all, fetch_one, page_total
 from api.queries.freshness import as_of
 from api.queries.periods import period_start
@@ -23,6 +22,7 @@ from api.schemas import (
     SalesSummaryMetrics,
     SalesTimeline,
 )
+from globalmart.geo import locate
 
 _METRICS = """
 SELECT window_start, window_end, category, country, total_amount, transaction_count,

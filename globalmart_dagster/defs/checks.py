@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow as pa
 from psycopg import sql
 
+from globalmart.vocabulary import SEGMENTS
 from globalmart_dagster.defs.marts.assets import customer_rfm_analysis
-from globalmart_dagster.defs.marts.transforms import SEGMENTS
 from globalmart_dagster.defs.warehouse.assets import (
     dim_customer,
     dim_date,

@@ -36,6 +36,7 @@ from typing import Any
 import dagster as dg
 from confluent_kafka import KafkaException
 
+from globalmart.vocabulary import RAW_QUERY
 from globalmart_dagster.constants import RAW_TOPICS
 from globalmart_dagster.defs.jobs import daily_warehouse_job, latest_marts_job
 from globalmart_dagster.defs.raw.assets import raw_asset_key
@@ -43,17 +44,17 @@ from globalmart_dagster.partitions import daily_partitions
 from globalmart_dagster.resources import KafkaResource, LakeResource, WarehouseResource
 from globalmart_dagster.settings import DagsterSettings
 
-PROGRESS_SQL = """
+PROGRESS_SQL = f"""
 SELECT t.topic, m.max_event_time, m.lag_records, m.processed_rows_per_second, m.processed_at
 FROM unnest(%(topics)s::text[]) AS t(topic)
 LEFT JOIN LATERAL (
     SELECT max_event_time, lag_records, processed_rows_per_second, processed_at
-    FROM public.pipeline_metrics p WHERE p.topic = t.topic AND p.query_name = 'raw'
+    FROM public.pipeline_metrics p WHERE p.topic = t.topic AND p.query_name = '{RAW_QUERY}'
     ORDER BY processed_at DESC LIMIT 1) m ON true
 """
 # The raw-layer query is what the warehouse reads: its event time closes a day.
 STREAM_TIME_SQL = ("SELECT max(max_event_time) FROM public.pipeline_metrics "
-                   "WHERE query_name = 'raw'")
+                   f"WHERE query_name = '{RAW_QUERY}'")
 RAW_PROGRESS_SQL = "SELECT topic, kafka_partition, next_offset FROM public.raw_progress"
 # The tag under which an observation carries its DataVersion (Dagster reads it for staleness).
 DATA_VERSION_TAG = "dagster/data_version"

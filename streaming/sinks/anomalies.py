@@ -15,12 +15,11 @@ import pandas as pd
 import psycopg
 
 from globalmart.contracts import Alert
+from globalmart.vocabulary import RAPID_FIRE_COUNT, RAPID_FIRE_WINDOW_SECONDS
 from streaming.sinks.alerts import make_alert
 from streaming.sinks.store import copy_temp, frame_rows
 from streaming.transforms.anomalies import (
     ANOMALY_COLUMNS,
-    RAPID_FIRE_COUNT,
-    RAPID_FIRE_WINDOW_SECONDS,
     USER_TX_COLUMNS,
     rule_anomalies,
     user_transactions,

@@ -22,8 +22,9 @@ from pyarrow import fs as pa_fs
 
 from globalmart.contracts import INPUT_TOPICS
 from globalmart.lake import filesystem
-from streaming.metrics import RAW_QUERY, write_metrics
-from streaming.schemas import raw_path
+from globalmart.raw_layer import day_directory, file_name, first_batch, raw_path
+from globalmart.vocabulary import RAW_QUERY
+from streaming.metrics import write_metrics
 from streaming.sinks.store import Postgres
 from streaming.transforms.parse import accepted
 
@@ -76,13 +77,6 @@ def buffer_raw(conn: psycopg.Connection, rows: Sequence[tuple]) -> int:
     return sum(row[4] for row in rows)
 
 
-def _first_batch(name: str) -> int | None:
-    """The first batch id in a raw file name ``part-<first>-<last>.parquet``."""
-    parts = name.removesuffix(".parquet").split("-")
-    return int(parts[1]) if len(parts) == 3 and parts[0] == "part" and parts[1].isdigit() \
-        else None
-
-
 def write_raw_file(lake: str, topic: str, day: date, first: int, last: int,
                    table: pa.Table) -> str:
     """Write one raw-layer file, ``<lake>/raw/<topic>/event_date=<day>/part-<first>-<last>
@@ -90,13 +84,13 @@ def write_raw_file(lake: str, topic: str, day: date, first: int, last: int,
     Files of the directory that start at or after ``first`` are left from a flush that did not
     commit (their rows are still buffered, so they are in ``table`` too) and are removed."""
     fs, root = filesystem(raw_path(lake, topic))
-    directory = f"{root}/event_date={day.isoformat()}"
+    directory = day_directory(root, day)
     fs.create_dir(directory, recursive=True)
     for info in fs.get_file_info(pa_fs.FileSelector(directory)):
-        start = _first_batch(info.base_name)
+        start = first_batch(info.base_name)
         if start is not None and start >= first:
             fs.delete_file(info.path)
-    name = f"part-{first:010d}-{last:010d}.parquet"
+    name = file_name(first, last)
     pq.write_table(table, f"{directory}/.{name}.tmp", filesystem=fs)
     fs.move(f"{directory}/.{name}.tmp", f"{directory}/{name}")
     return f"{directory}/{name}"

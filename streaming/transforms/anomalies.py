@@ -12,16 +12,13 @@ Every anomaly has a score in [0, 1] that grows with how far past its threshold i
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pandas as pd
 
+from globalmart.vocabulary import (
+    HIGH_VALUE_THRESHOLD,
+    MAX_LINE_QUANTITY,
+)
 from streaming.transforms.sales import cents, money
-
-HIGH_VALUE_THRESHOLD = Decimal("5000.00")
-MAX_LINE_QUANTITY = 10
-RAPID_FIRE_COUNT = 5
-RAPID_FIRE_WINDOW_SECONDS = 60
 
 ANOMALY_COLUMNS = ["transaction_id", "user_id", "amount", "anomaly_score", "anomaly_type",
                    "description", "event_time"]

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from pydantic import TypeAdapter
 
 from globalmart.contracts import INPUT_TOPICS, Event, parse_event
-from streaming.schemas import raw_arrow_schema
+from globalmart.raw_layer import raw_arrow_schema
 
 MAX_REASON = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -132,7 +132,7 @@ def of_topic(events: pd.DataFrame, topic: str) -> pd.DataFrame:
 def accepted(validated: pd.DataFrame, topic: str) -> pa.Table:
     """The valid events of ``topic`` as rows of the raw layer: every contract field (decimals
     exact, times in UTC), ``kafka_partition``, ``kafka_offset`` and ``event_date`` (UTC date of
-    ``event_time``), in :func:`streaming.schemas.raw_schema` order."""
+    ``event_time``), in :func:`globalmart.raw_layer.raw_schema` order."""
     chosen = of_topic(validated, topic)
     schema = raw_arrow_schema(topic)
     contract = INPUT_TOPICS[topic][0]

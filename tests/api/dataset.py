@@ -19,13 +19,12 @@ from decimal import Decimal
 import psycopg
 
 from globalmart.contracts import COUNTRIES
+from globalmart.vocabulary import SEGMENTS
 
 CATEGORIES = {  # category: price range
     "Electronics": (50, 2000), "Clothing": (10, 200), "Home & Garden": (15, 500),
     "Books": (10, 50), "Sports": (20, 300), "Toys": (10, 200),
 }
-SEGMENTS = ["Champions", "Loyal Customers", "Potential Loyalists", "New Customers", "At Risk",
-            "Cannot Lose Them", "Hibernating", "Lost"]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """A day of events for the Dagster tests and benchmarks, written the way the streaming app
-writes them: raw-layer Parquet under ``<lake>/raw/<topic>/event_date=YYYY-MM-DD/`` with the schema
-``streaming.schemas.raw_schema(topic)``, plus the source tables and the stream's ``sales_metrics``.
+writes them: raw-layer Parquet under ``<lake>/raw/<topic>/event_date=YYYY-MM-DD/`` with the
+schema ``globalmart.raw_layer.raw_schema(topic)``, plus the source tables and the stream's
+``sales_metrics``.
 
 Two sources of events: :func:`generated_day` runs the seeded generator's pure simulation
 (``generator.simulate``) over one day and parses its messages with the contracts;
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from globalmart.contracts import COUNTRIES, INPUT_TOPICS, parse_event
-from streaming.schemas import raw_arrow_schema
+from globalmart.raw_layer import raw_arrow_schema
 
 CATEGORIES = ("Laptops", "Fiction", "Running", "Bedding")
 PRICE_RANGE = {"Laptops": (300, 2000), "Fiction": (10, 50), "Running": (20, 300),

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from globalmart.vocabulary import SEGMENTS
 from globalmart_dagster.defs.marts.transforms import (
     SEGMENT_BY_CELL,
-    SEGMENTS,
     product_performance,
     quintile_scores,
     rfm_analysis,

@@ -12,8 +12,8 @@ import dagster as dg
 import psycopg
 import pytest
 
+from globalmart.vocabulary import SEGMENTS
 from globalmart_dagster.defs.marts.assets import MARTS
-from globalmart_dagster.defs.marts.transforms import SEGMENTS
 from globalmart_dagster.resources import MongoMartIOManager
 from tests.dagster.conftest import DAY, Built, make_resources
 from tests.dagster.dataset import (

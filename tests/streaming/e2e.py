@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.contracts import INPUT_TOPICS, Transaction, parse_event
 from globalmart.kafka import end_offsets
-from streaming.schemas import raw_path
+from globalmart.raw_layer import raw_path
 
 BIN = Path(sys.executable).parent / "globalmart"
 GENERATOR_ARGS = ["--seed", "7", "--history-days", "1", "--history-rate", "0.1",

@@ -14,10 +14,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from globalmart.contracts import ALERTS_TOPIC, Alert
 from globalmart.kafka import ensure_topics
+from globalmart.raw_layer import raw_path
 from globalmart.settings import PlatformSettings
 from streaming.app import serve
 from streaming.config import StreamingSettings
-from streaming.schemas import raw_path
 from tests.streaming.events import at, cart, line, stock, transaction, view
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.contracts import DEAD_LETTER_TOPIC
 from globalmart.kafka import end_offsets, ensure_topics
+from globalmart.raw_layer import raw_arrow_schema
 from streaming.notifier import LogNotifier
-from streaming.schemas import raw_arrow_schema
 from streaming.sinks.anomalies import detect_rapid_fire
 from streaming.sinks.batch import BatchStats, RealtimeSink
 from streaming.sinks.raw import RawLayer

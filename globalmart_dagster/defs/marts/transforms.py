@@ -12,13 +12,9 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-SEGMENTS: tuple[str, ...] = (
-    "Champions", "Loyal Customers", "Potential Loyalists", "New Customers",
-    "At Risk", "Cannot Lose Them", "Hibernating", "Lost",
-)
+from globalmart.vocabulary import SEGMENTS
 
-_CH, _LC, _PL, _NC = "Champions", "Loyal Customers", "Potential Loyalists", "New Customers"
-_AR, _CL, _HB, _LO = "At Risk", "Cannot Lose Them", "Hibernating", "Lost"
+_CH, _LC, _PL, _NC, _AR, _CL, _HB, _LO = SEGMENTS
 
 # Rows: r_score 5 (bought most recently) .. 1; columns: fm_score 1 .. 5 (see fm_score()).
 SEGMENT_GRID: dict[int, tuple[str, str, str, str, str]] = {

@@ -37,7 +37,7 @@ def read_raw_days(spark: SparkSession, lake: LakeResource, topic: str,
     filter on the partition column, which prunes the other days. Spark gets the lake as a URL
     (``file:///…`` for a local one), which names the same directory on every executor."""
     from globalmart.lake import spark_url
-    from streaming.schemas import raw_schema
+    from globalmart.raw_layer import raw_schema
 
     schema = raw_schema(topic)
     if not any(lake.raw_day_files(topic, day)[0] for day in days):

@@ -1,11 +1,17 @@
-"""Spark schemas of the input topics and of the raw Parquet layer, derived by hand from
-``globalmart.contracts`` (a contract test keeps the two in step).
+"""The raw Parquet layer, as its writer (the stream) and its readers (Dagster) both see it:
+its layout in the lake, its file names, and the Spark and Arrow schemas of the input topics and
+of the layer, derived by hand from ``globalmart.contracts`` (a contract test keeps the two in
+step).
 
-The raw layer stores every valid event with its contract fields, ``event_date`` (the
-partition column, UTC date of ``event_time``) and where it came from in Kafka.
+Layout: ``<lake>/raw/<topic>/event_date=YYYY-MM-DD/part-<first>-<last>.parquet``, one file per
+raw-layer flush and day, named after the first and last micro-batch it holds. The layer
+stores every valid event with its contract fields, ``event_date`` (the partition column, UTC
+date of ``event_time``) and where it came from in Kafka.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import pyarrow as pa
 from pyspark.sql.types import (
@@ -102,4 +108,43 @@ def raw_arrow_schema(topic: str) -> pa.Schema:
 def raw_path(lake: str, topic: str) -> str:
     """Where the raw layer of ``topic`` lives under the lake root."""
     return f"{lake.rstrip('/')}/raw/{topic}"
+
+
+DAY_PREFIX = "event_date="
+
+
+def day_directory(topic_root: str, day: date) -> str:
+    """The partition directory of ``day`` under a topic's raw layer."""
+    return f"{topic_root}/{DAY_PREFIX}{day.isoformat()}"
+
+
+def day_of_directory(name: str) -> date | None:
+    """The day a partition directory's name stands for (None for any other name)."""
+    if not name.startswith(DAY_PREFIX):
+        return None
+    try:
+        return date.fromisoformat(name.removeprefix(DAY_PREFIX))
+    except ValueError:
+        return None
+
+
+FILE_SUFFIX = ".parquet"
+FILE_GLOB = f"event_date=*/part-*{FILE_SUFFIX}"  # every raw file below a topic's root
+
+
+def file_name(first: int, last: int) -> str:
+    """The name of a raw file holding micro-batches ``first`` to ``last``."""
+    return f"part-{first:010d}-{last:010d}{FILE_SUFFIX}"
+
+
+def is_raw_file(name: str) -> bool:
+    """A file readers take: Parquet, not a hidden one still being written."""
+    return name.endswith(FILE_SUFFIX) and not name.startswith(".")
+
+
+def first_batch(name: str) -> int | None:
+    """The first batch id in a raw file name (None for any other file)."""
+    parts = name.removesuffix(FILE_SUFFIX).split("-")
+    return int(parts[1]) if len(parts) == 3 and parts[0] == "part" and parts[1].isdigit() \
+        else None
 
