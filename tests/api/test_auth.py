@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from globalmart.cli import main
 from globalmart.keys import create_key, revoke_key
+from launcher.cli import main
 
 from .conftest import make_settings  # noqa: TID252
 

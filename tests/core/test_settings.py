@@ -11,9 +11,9 @@ from pydantic_settings import BaseSettings
 
 from api.config import ApiSettings
 from generator.config import GeneratorSettings
-from globalmart.runtime import RuntimeSettings
 from globalmart.settings import PlatformSettings
 from globalmart_dagster.settings import DagsterSettings
+from launcher.runtime import RuntimeSettings
 from streaming.config import StreamingSettings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -88,7 +88,7 @@ def export_contracts(directory: Path) -> None:
 def up(rate: float, without: tuple[str, ...], no_history: bool) -> None:
     """Start the whole platform on this machine; Ctrl-C stops everything it started. A
     component that exits is restarted with back-off."""
-    from globalmart.runtime import run_platform
+    from launcher.runtime import run_platform
 
     raise SystemExit(run_platform(PlatformSettings(), rate=rate, without=set(without),
                                   history=not no_history))
