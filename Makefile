@@ -29,8 +29,8 @@ up: install  ## run the whole platform on its embedded default (Ctrl-C stops it)
 test: install  ## the full test suite against the real local services
 	$(BIN)/pytest
 
-test-fast: install  ## everything but the slow end-to-end tests
-	$(BIN)/pytest -m "not slow"
+test-fast: install  ## a quick loop: no slow test and nothing of tests/e2e (real subprocesses)
+	$(BIN)/pytest -m "not slow" --ignore=tests/e2e
 
 lint: install  ## ruff and mypy, as CI runs them
 	$(BIN)/ruff check .

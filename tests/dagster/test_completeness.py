@@ -29,7 +29,8 @@ from globalmart_dagster.defs.sensors import SensorCursor, kafka_sensor
 from streaming.app import serve
 from streaming.config import StreamingSettings
 from tests.dagster.conftest import make_resources
-from tests.streaming.e2e import BIN, generate, wait_for
+from tests.streaming.e2e import BIN, generate
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -243,7 +244,7 @@ def test_a_stream_killed_mid_day_restarts_and_every_day_converges(spark, make_da
         first = subprocess.Popen([str(BIN), "stream"], env=env, start_new_session=True,
                                  stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: first.poll() is not None or landed() > 0, 240,
+        wait_until(lambda: first.poll() is not None or landed() > 0, 240,
                  "a first raw-layer flush")
         assert first.poll() is None, log.read_text()[-3000:]
     finally:

@@ -1,5 +1,5 @@
 """The end-to-end streaming tests' oracle and helpers, shared by the local-mode tests
-(``tests/streaming/test_end_to_end.py``) and the cluster-mode ones (``tests/cluster``): run the
+(``tests/e2e/test_stream.py``) and the cluster-mode ones (``tests/cluster``): run the
 seeded generator into a broker, read the topics back and validate each record with the contracts
 (what was actually produced), and check the stream's tables and raw layer against it."""
 
@@ -123,12 +123,3 @@ def assert_raw_layer_exact(spark, lake: str, produced: Produced) -> None:
         frame = spark.read.parquet(raw_path(lake, topic))
         assert frame.count() == produced.valid_per_topic[topic], topic
         assert frame.select("event_id").distinct().count() == produced.valid_per_topic[topic]
-
-
-def wait_for(condition, timeout: float, what: str, poll: float = 0.05) -> None:
-    """Wait until ``condition()`` is true, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(poll)

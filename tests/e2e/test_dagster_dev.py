@@ -9,11 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,6 +20,7 @@ import pytest
 
 from globalmart.embedded import EmbeddedBroker, free_port
 from tests.dagster.dataset import generated_day, write_raw_layer, write_stream_ledger
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -37,17 +36,6 @@ SENSOR_QUERY = """{
 }"""
 RUNS_QUERY = """{ runsOrError(limit: 20) { ... on Runs { results { status
     tags { key value } } } } }"""
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -104,13 +92,13 @@ def _up(port: int) -> bool:
 
 def test_dagster_dev_runs_sensors_and_a_cli_backfill(dagster_dev: dict):
     port = dagster_dev["port"]
-    wait_for(lambda: _up(port), 180, "the Dagster webserver")
+    wait_until(lambda: _up(port), 180, "the Dagster webserver", poll=1)
 
     def ticked() -> dict | None:
         data = graphql(port, SENSOR_QUERY)
         return data if data["sensorOrError"]["sensorState"]["ticks"] else None
 
-    data = wait_for(ticked, 180, "a kafka_sensor tick")
+    data = wait_until(ticked, 180, "a kafka_sensor tick", poll=1)
     state = data["sensorOrError"]["sensorState"]
     assert state["status"] == "RUNNING"
     assert all(t["error"] is None for t in state["ticks"])
@@ -132,7 +120,7 @@ def test_dagster_dev_runs_sensors_and_a_cli_backfill(dagster_dev: dict):
         complete = all(statuses.get(d.isoformat()) in ("SUCCESS", "FAILURE") for d in DAYS)
         return statuses if complete else None
 
-    statuses = wait_for(finished, 600, "the backfill's runs")
+    statuses = wait_until(finished, 600, "the backfill's runs", poll=1)
     assert statuses == {d.isoformat(): "SUCCESS" for d in DAYS}
     with psycopg.connect(dagster_dev["url"]) as conn:
         built = conn.execute("SELECT DISTINCT analysis_date FROM marts.customer_rfm_analysis "

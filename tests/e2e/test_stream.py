@@ -26,8 +26,8 @@ from tests.streaming.e2e import (
     generate,
     query,
     read_back,
-    wait_for,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def test_restart_after_a_hard_kill_keeps_totals_exact(spark, make_database, brok
         first = subprocess.Popen([str(BIN), "stream"], env=env, start_new_session=True,
                                  stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: first.poll() is not None or query(
+        wait_until(lambda: first.poll() is not None or query(
             db, "SELECT count(*) FROM stream_state.batch_commits "
                 "WHERE query_name = 'realtime'")[0][0] >= 1,
             240, "a committed transaction batch")
@@ -116,7 +116,7 @@ def test_sigterm_stops_cleanly_after_printing_progress(make_database, broker, tm
             return sum(line.startswith("stream: ") and "running" not in line
                        for line in log.read_text().splitlines())
 
-        wait_for(lambda: app.poll() is not None or progress_lines() >= 2, 240,
+        wait_until(lambda: app.poll() is not None or progress_lines() >= 2, 240,
                  "progress lines", poll=0.2)
         assert app.poll() is None, log.read_text()[-3000:]
         app.send_signal(signal.SIGTERM)

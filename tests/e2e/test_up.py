@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.embedded import free_port, port_is_free
 from globalmart.kafka import end_offsets
+from tests.waiting import wait_until
 
 GLOBALMART = str(Path(sys.executable).parent / "globalmart")
 
@@ -146,26 +147,28 @@ def test_up_refuses_a_taken_port_naming_the_variable(up_factory, tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_up_runs_the_whole_platform(up_factory) -> None:
-    """Every component starts and is healthy, the stream writes sales metrics, Ctrl-C stops it."""
+def test_up_runs_the_whole_platform_and_a_first_start_fills_the_warehouse(up_factory) -> None:
+    """Every component starts and is healthy, the stream writes sales metrics, the first start's
+    history reaches the warehouse through the sensor (each past day built), Ctrl-C stops it."""
     up = up_factory(["--rate", "300"], {"GLOBALMART_API_PORT": str(free_port()),
-                                        "GLOBALMART_DAGSTER_PORT": str(free_port())})
+                                        "GLOBALMART_DAGSTER_PORT": str(free_port()),
+                                        "GLOBALMART_HISTORY_DAYS": "2"})
 
     up.wait_for_line("GlobalMart is up", timeout=400)
+    assert "first start" in up.drain() and "2 past days" in up.drain()
     url = f"postgresql://postgres@127.0.0.1:{up.pg_port}/globalmart"
-    deadline = time.monotonic() + 240
-    rows = 0
-    while time.monotonic() < deadline and rows == 0:
-        with psycopg.connect(url) as conn:
-            rows = conn.execute("SELECT count(*) FROM sales_metrics").fetchone()[0]
-        if rows == 0:
-            up.process.poll()
-            assert up.process.returncode is None, "".join(up.output)
-            time.sleep(1)  # polling interval of a condition with a deadline
-    code = up.interrupt(timeout=120)
 
-    assert rows > 0, "".join(up.output)
-    assert code == 0, "".join(up.output)
+    def count(sql: str) -> int:
+        assert up.process.poll() is None, up.drain()
+        with psycopg.connect(url) as conn:
+            return int(conn.execute(sql).fetchone()[0])
+
+    wait_until(lambda: count("SELECT count(*) FROM sales_metrics"), 240, "sales metrics", poll=1)
+    wait_until(lambda: count("SELECT count(DISTINCT event_date) FROM warehouse.fact_sales "
+                             "WHERE event_date >= current_date - 2 AND event_date < current_date"
+                             ) == 2, 900, "the two past days in the warehouse", poll=5)
+    assert count("SELECT count(*) FROM marts.customer_rfm_analysis") > 0
+    assert up.interrupt(timeout=120) == 0, up.drain()
 
 
 
@@ -212,10 +215,8 @@ def test_events_waiting_at_ctrl_c_are_processed_by_the_next_up(up_factory) -> No
                         "api"], lagging)
     first.wait_for_line("GlobalMart is up", timeout=300)
     url = f"postgresql://postgres@127.0.0.1:{first.pg_port}/globalmart"
-    deadline = time.monotonic() + 240
-    while first.process.poll() is None and _orders_counted(url)[0] == 0:
-        assert time.monotonic() < deadline, "".join(first.output)
-        time.sleep(1)  # polling interval of a condition with a deadline
+    wait_until(lambda: first.process.poll() is not None or _orders_counted(url)[0], 240,
+               "a first counted order", poll=1)
     assert first.process.poll() is None, first.drain()
     counted_at_stop = _orders_counted(url)[0]
     assert first.interrupt(timeout=120) == 0, first.drain()
@@ -226,12 +227,10 @@ def test_events_waiting_at_ctrl_c_are_processed_by_the_next_up(up_factory) -> No
     truth = _transactions_in_topic(f"127.0.0.1:{second.kafka_port}")
     assert truth[0] > counted_at_stop, "no events were waiting at Ctrl-C"
     url = f"postgresql://postgres@127.0.0.1:{second.pg_port}/globalmart"
-    deadline = time.monotonic() + 300
-    while (counted := _orders_counted(url))[0] < truth[0] and time.monotonic() < deadline:
-        assert second.process.poll() is None, second.drain()
-        time.sleep(1)  # polling interval of a condition with a deadline
+    wait_until(lambda: second.process.poll() is not None or _orders_counted(url)[0] >= truth[0],
+               300, "every waiting order counted", poll=1)
     assert second.interrupt(timeout=120) == 0, "".join(second.output)
-    assert counted == truth
+    assert _orders_counted(url) == truth
 
 
 def _batches(url: str) -> int:
@@ -240,11 +239,21 @@ def _batches(url: str) -> int:
 
 
 def _wait(condition, timeout: float, up: Up, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
+    """``wait_until`` while ``up`` runs (its output in the failure)."""
+    def check() -> bool:
         assert up.process.poll() is None, f"up exited while waiting for {what}:\n{up.drain()}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{up.drain()}"
-        time.sleep(0.5)  # polling interval of a condition with a deadline
+        return bool(condition())
+
+    wait_until(check, timeout, what, poll=0.5)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] != b"Z"
 
 
 def _pid_of(home: Path, name: str) -> int:
@@ -281,12 +290,8 @@ def test_up_killed_leaves_nothing_that_stops_the_next_up(up_factory, tmp_path: P
     children = {name: _pid_of(home, name) for name in ("kafka", "generator", "stream", "api")}
     first.process.kill()
     first.process.wait(30)
-    deadline = time.monotonic() + 60
-    while any(Path(f"/proc/{pid}").exists() and b"Z" not in
-              Path(f"/proc/{pid}/stat").read_bytes().split(b")")[-1][:3]
-              for pid in children.values() if Path(f"/proc/{pid}/stat").exists()):
-        assert time.monotonic() < deadline, f"children outlived up: {children}"
-        time.sleep(0.2)  # polling interval of a condition with a deadline
+    wait_until(lambda: not any(_running(pid) for pid in children.values()), 60,
+               f"the children of the killed up to die: {children}", poll=0.2)
     second = up_factory(["--rate", "100", "--without", "dagster"],
                         {"GLOBALMART_API_PORT": str(free_port())}, ports=first.ports)
     second.wait_for_line("GlobalMart is up", timeout=300)
