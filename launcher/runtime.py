@@ -56,6 +56,8 @@ class RuntimeSettings(BaseSettings):
 
     api_port: int = Field(default=8000, description="Port of the REST API and web dashboard.")
     dagster_port: int = Field(default=3000, description="Port of the Dagster webserver.")
+    stream_metrics_port: int = Field(
+        default=9108, description="Port of the streaming application's Prometheus metrics.")
     status_interval_s: float = Field(default=10.0, description="Seconds between rate lines.")
     restart_limit: int = Field(
         default=5, ge=0,
@@ -128,7 +130,12 @@ def _components(settings: PlatformSettings, runtime: RuntimeSettings, rate: floa
                   + (f", after {history_days} days of history" if history else ""),
                   restart_argv=live),
         Component("stream", [_bin("globalmart"), "stream"],
-                  f"Spark streaming, lake {settings.lake}"),
+                  f"Spark streaming, lake {settings.lake}; metrics "
+                  f"http://127.0.0.1:{runtime.stream_metrics_port}/metrics",
+                  port=runtime.stream_metrics_port,
+                  port_variable="GLOBALMART_STREAM_METRICS_PORT",
+                  health_url=f"http://127.0.0.1:{runtime.stream_metrics_port}/metrics",
+                  env={"GLOBALMART_STREAM_METRICS_PORT": str(runtime.stream_metrics_port)}),
         Component(
             "dagster",
             [_bin("dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),

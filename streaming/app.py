@@ -38,6 +38,7 @@ from globalmart.raw_layer import FILE_GLOB, raw_path
 from globalmart.settings import PlatformSettings
 from globalmart.vocabulary import REALTIME_QUERY
 from streaming.config import StreamingSettings
+from streaming.exporter import StreamMetrics
 from streaming.metrics import PipelineMetricsListener, QuerySnapshot
 from streaming.notifier import build_notifier
 from streaming.sinks.batch import BatchStats, RealtimeSink
@@ -205,7 +206,11 @@ def serve(spark: SparkSession, settings: StreamingSettings, platform: PlatformSe
 
     ensure_topics(platform.bootstrap_servers, ALL_TOPICS)
     stats = BatchStats()
-    listener = PipelineMetricsListener(platform.db_url, stats.pop)
+    exporter = None
+    if settings.metrics_port:
+        exporter = StreamMetrics()
+        exporter.serve(settings.metrics_port)
+    listener = PipelineMetricsListener(platform.db_url, stats.pop, exporter)
     spark.streams.addListener(listener)
     wiring = Wiring(spark, settings, platform, stats, TopicWriter(platform.bootstrap_servers),
                     Postgres(platform.db_url))

@@ -65,6 +65,11 @@ class StreamingSettings(BaseSettings):
                     "retention, a topic recreated). Off: Spark logs a warning and the query "
                     "goes on from the earliest offset still held, so a lagging stream is never "
                     "stopped for good; the records lost are the ones retention removed.")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="Serve Prometheus metrics (records per topic, lag, batch durations, late "
+                    "and rejected records) on 127.0.0.1:<port>/metrics; unset: not served "
+                    "(`globalmart up` sets GLOBALMART_STREAM_METRICS_PORT, 9108).")
     checkpoint_root: str | None = Field(
         default=None, description="Checkpoint directory root. Unset: <lake>/checkpoints.")
     critical_anomaly_score: float = Field(

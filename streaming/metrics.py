@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql.streaming import StreamingQueryListener
 
 if TYPE_CHECKING:
+    from streaming.exporter import StreamMetrics
     from streaming.sinks.batch import BatchResult
 
 log = logging.getLogger(__name__)
@@ -138,9 +139,11 @@ class PipelineMetricsListener(StreamingQueryListener):
     and keeps the latest snapshot per query."""
 
     def __init__(self, db_url: str,
-                 batch_result: Callable[[str, int], BatchResult | None]) -> None:
+                 batch_result: Callable[[str, int], BatchResult | None],
+                 exporter: StreamMetrics | None = None) -> None:
         self.db_url = db_url
         self._batch_result = batch_result
+        self._exporter = exporter
         self._conn: Any = None
         self._lock = threading.Lock()
         self.snapshots: dict[str, QuerySnapshot] = {}
@@ -167,11 +170,15 @@ class PipelineMetricsListener(StreamingQueryListener):
         """Compute and store the rows of one progress report; return them."""
         with self._lock:
             name = str(progress.get("name") or progress.get("id"))
-            rows = progress_rows(progress, self._batch_result(name, int(progress["batchId"])))
+            result = self._batch_result(name, int(progress["batchId"]))
+            rows = progress_rows(progress, result)
             log.debug("%s batch %s: Spark's durations (ms): %s", name, progress["batchId"],
                       ", ".join(f"{step} {ms}" for step, ms
                                 in sorted((progress.get("durationMs") or {}).items())))
             self._write(rows)
+            if self._exporter is not None:
+                self._exporter.observe(name, rows, result.rejected if result else 0,
+                                       result.late if result else 0)
             self.snapshots[name] = QuerySnapshot(
                 batch_id=int(progress["batchId"]),
                 input_rows=sum(r["input_rows"] for r in rows),

@@ -62,6 +62,8 @@ class BatchResult:
     rows: int = 0
     max_event_time: dict[str, datetime] = field(default_factory=dict)
     records: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0  # records dead-lettered
+    late: int = 0  # events left out of the windows as later than the watermark
 
     @classmethod
     def total(cls, parts: list[BatchResult]) -> BatchResult:
@@ -69,6 +71,8 @@ class BatchResult:
         result = cls()
         for part in parts:
             result.rows += part.rows
+            result.rejected += part.rejected
+            result.late += part.late
             for topic, newest in part.max_event_time.items():
                 result.max_event_time[topic] = max(newest, result.max_event_time.get(topic,
                                                                                      newest))
@@ -211,12 +215,14 @@ class RealtimeSink:
         accepted = accept_batch(conn, self.query_name, validated, self.lateness,
                                 self.late_window)
         result = BatchResult.of(validated, accepted.events)
+        result.late = len(accepted.left_out)
         record_offsets(conn, self.query_name, batch_id, validated)
         write_ledger(conn, ledger_rows(pd.concat([accepted.events, accepted.admitted]),
                                        accepted.left_out))
         letters = dead_letters(pd.concat([validated, reject(validated, records,
                                                             accepted.conflicts)]),
                                datetime.now(UTC))
+        result.rejected = len(letters)
         delivered = deliver_dead_letters(conn, self.writer, letters, self.lake)
         raised: list[Alert] = []
         result.rows = delivered + self.write_events(conn, accepted, batch_id, part, raised)

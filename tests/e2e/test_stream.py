@@ -13,10 +13,12 @@ import threading
 import pytest
 
 from globalmart.contracts import INPUT_TOPICS
-from globalmart.kafka import ensure_topics
+from globalmart.embedded import free_port
+from globalmart.kafka import end_offsets, ensure_topics
 from globalmart.settings import PlatformSettings
 from streaming.app import serve
 from streaming.config import StreamingSettings
+from tests.prometheus import Prometheus
 from tests.streaming.e2e import (
     BIN,
     GENERATOR_ARGS,
@@ -32,6 +34,25 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.slow
 
 
+def assert_prometheus_sees_every_record(port: int | None, bootstrap: str, produced,
+                                        directory) -> None:
+    """The stream's /metrics, scraped by a real Prometheus server: every record of the input
+    topics read once, every rejected one counted."""
+    prometheus = Prometheus(directory, {"stream": f"127.0.0.1:{port}"})
+    try:
+        prometheus.wait(lambda: prometheus.value('up{job="stream"}') == 1, 60, "a scrape")
+        records = sum(end_offsets(bootstrap, list(INPUT_TOPICS)).values())
+        assert prometheus.value(
+            'sum(globalmart_stream_records_total{query="realtime"})') == records
+        assert prometheus.value(
+            'globalmart_stream_rejected_records_total{query="realtime"}') == len(
+                produced.rejected)
+        assert prometheus.value(
+            'globalmart_stream_batch_seconds_count{query="realtime"}') > 0
+    finally:
+        prometheus.stop()
+
+
 def test_generated_events_end_to_end(spark, make_database, broker, tmp_path) -> None:
     db = make_database()
     bootstrap = broker.bootstrap_servers
@@ -41,10 +62,11 @@ def test_generated_events_end_to_end(spark, make_database, broker, tmp_path) -> 
 
     platform = PlatformSettings(database_url=db, kafka_bootstrap_servers=bootstrap,
                                 lake_path=str(tmp_path / "lake"))
-    settings = StreamingSettings(trigger_interval="1 second")
+    settings = StreamingSettings(trigger_interval="1 second", metrics_port=free_port())
     assert serve(spark, settings, platform, threading.Event(), available_now=True) == 0
 
     assert_totals_exact(db, produced)
+    assert_prometheus_sees_every_record(settings.metrics_port, bootstrap, produced, tmp_path)
     assert_raw_progress_at_the_end(db, bootstrap)
     truth = set(query(db, "SELECT transaction_id, anomaly_type FROM source.injected_anomalies"))
     found = set(query(db, "SELECT transaction_id, anomaly_type FROM transaction_anomalies"))

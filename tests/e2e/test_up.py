@@ -40,6 +40,7 @@ class Up:
             "GLOBALMART_EMBEDDED_KAFKA_PORT": str(self.kafka_port),
             "GLOBALMART_EMBEDDED_KAFKA_CONTROLLER_PORT": str(controller_port),
             "GLOBALMART_STATUS_INTERVAL_S": "1",
+            "GLOBALMART_STREAM_METRICS_PORT": str(free_port()),
             **extra_env,
         })
         self.process = subprocess.Popen(
