@@ -230,8 +230,9 @@ def test_events_waiting_at_ctrl_c_are_processed_by_the_next_up(up_factory) -> No
     url = f"postgresql://postgres@127.0.0.1:{second.pg_port}/globalmart"
     wait_until(lambda: second.process.poll() is not None or _orders_counted(url)[0] >= truth[0],
                300, "every waiting order counted", poll=1)
+    counted = _orders_counted(url)
     assert second.interrupt(timeout=120) == 0, "".join(second.output)
-    assert _orders_counted(url) == truth
+    assert counted == truth
 
 
 def _batches(url: str) -> int:
