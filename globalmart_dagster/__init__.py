@@ -1,2 +1,2 @@
 """GlobalMart's Dagster code location: warehouse and marts as partitioned assets, with checks,
-freshness, the Kafka sensor and schedules (see docs/dagster.md)."""
+freshness and the sensor that builds complete days (see docs/dagster.md)."""

@@ -8,13 +8,13 @@ from typing import Any
 
 import dagster as dg
 
+from globalmart_dagster.defs.alerts import ALERT_SENSORS
 from globalmart_dagster.defs.checks import ALL_CHECKS
 from globalmart_dagster.defs.freshness import fact_freshness_checks, freshness_checks_sensor
 from globalmart_dagster.defs.jobs import JOBS
 from globalmart_dagster.defs.marts.assets import MARTS
 from globalmart_dagster.defs.raw.assets import RAW_ASSETS, SOURCE_ASSETS
 from globalmart_dagster.defs.resources import build_resources
-from globalmart_dagster.defs.schedules import SCHEDULES
 from globalmart_dagster.defs.sensors import SENSORS
 from globalmart_dagster.defs.warehouse.assets import DIMENSIONS, FACTS
 
@@ -25,8 +25,7 @@ def build_definitions(resources: dict[str, Any]) -> dg.Definitions:
         assets=[*SOURCE_ASSETS, *RAW_ASSETS, *DIMENSIONS, *FACTS, *MARTS],
         asset_checks=[*ALL_CHECKS, *fact_freshness_checks],
         jobs=JOBS,
-        schedules=SCHEDULES,
-        sensors=[*SENSORS, freshness_checks_sensor],
+        sensors=[*SENSORS, *ALERT_SENSORS, freshness_checks_sensor],
         resources=resources,
         executor=dg.in_process_executor,
     )

@@ -19,7 +19,7 @@ replaced.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -36,6 +36,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from globalmart import db
+from globalmart.contracts import Alert
 from globalmart.db import copy_arrow
 from globalmart.lake import filesystem
 from globalmart.raw_layer import (
@@ -146,7 +147,7 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class KafkaResource(dg.ConfigurableResource):
-    """The Kafka cluster the streaming app consumes (for end offsets only)."""
+    """The Kafka cluster the streaming app consumes: its end offsets, and the alerts topic."""
 
     bootstrap_servers: str
     timeout_seconds: float = 5.0
@@ -157,6 +158,12 @@ class KafkaResource(dg.ConfigurableResource):
         from globalmart.kafka import end_offsets
 
         return end_offsets(self.bootstrap_servers, topics, timeout=self.timeout_seconds)
+
+    def publish_alerts(self, alerts: Sequence[Alert]) -> None:
+        """Produce alerts to the ``alerts`` topic and wait until the broker has them."""
+        from globalmart.alerts import produce_alerts
+
+        produce_alerts(self.bootstrap_servers, alerts, timeout=self.timeout_seconds)
 
 
 def _partition_days(context: dg.OutputContext | dg.InputContext) -> list[date]:

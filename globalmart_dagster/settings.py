@@ -39,6 +39,7 @@ class DagsterSettings(BaseSettings):
     day_close_delay_minutes: int = Field(
         default=5, ge=0,
         description="How far the stream's event time must pass midnight before a day is built.")
-    sensor_interval_seconds: int = Field(default=60, ge=5, description="Kafka sensor interval.")
+    sensor_interval_seconds: int = Field(default=60, ge=5,
+                                         description="Interval of the complete-days sensor.")
     max_days_per_tick: int = Field(default=7, ge=1,
                                    description="Most day partitions one sensor tick requests.")

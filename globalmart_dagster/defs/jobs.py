@@ -1,11 +1,11 @@
-"""Jobs: the daily build (dimensions, the day's facts, the marts) and the sales trends."""
+"""Jobs: the daily build (dimensions, the day's facts, the marts) and the latest marts."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from globalmart_dagster.defs.freshness import fact_freshness_checks
-from globalmart_dagster.defs.marts.assets import MARTS, sales_trends
+from globalmart_dagster.defs.marts.assets import MARTS
 from globalmart_dagster.defs.warehouse.assets import DIMENSIONS, FACTS
 
 # The freshness checks judge the latest partition against the clock; their own sensor runs
@@ -26,10 +26,4 @@ latest_marts_job = dg.define_asset_job(
                 "changed an earlier one) from the warehouse.",
 )
 
-sales_trends_job = dg.define_asset_job(
-    name="sales_trends_job",
-    selection=dg.AssetSelection.assets(sales_trends),
-    description="Rebuild the sales trends mart from the warehouse.",
-)
-
-JOBS = [daily_warehouse_job, latest_marts_job, sales_trends_job]
+JOBS = [daily_warehouse_job, latest_marts_job]

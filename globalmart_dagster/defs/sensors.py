@@ -1,5 +1,5 @@
-"""The Kafka sensor: builds each day once the raw layer holds all of it, and builds it again when
-late events change it.
+"""The complete-days sensor: builds each day once the raw layer holds all of it, and builds it
+again when late events change it.
 
 **Completeness (an offset fence per input partition).** When the stream's event time passes a
 day's end plus ``day_close_delay_minutes``, the sensor records the day's *fence*: the end offset
@@ -225,7 +225,7 @@ def _describe_short(day: str, short: Offsets) -> str:
 
 
 @dg.sensor(
-    name="kafka_sensor",
+    name="complete_days_sensor",
     jobs=[daily_warehouse_job, latest_marts_job],
     minimum_interval_seconds=DagsterSettings().sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -234,7 +234,7 @@ def _describe_short(day: str, short: Offsets) -> str:
                 "when late events land, then the latest marts; records Kafka end offsets, lag "
                 "and throughput on the raw-layer assets.",
 )
-def kafka_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
+def complete_days_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
                  warehouse: WarehouseResource, lake: LakeResource) -> dg.SensorResult:
     """See the module docstring."""
     settings = DagsterSettings()
@@ -300,7 +300,7 @@ def kafka_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
         requests.append(dg.RunRequest(
             job_name=daily_warehouse_job.name, run_key=run_key(the_day, version if rebuild
                                                                 else None),
-            partition_key=day, tags={"globalmart/trigger": "kafka_sensor",
+            partition_key=day, tags={"globalmart/trigger": "complete_days_sensor",
                                      "globalmart/reason": "late data" if rebuild else "new day"}))
         observations.extend(_partition_observations(files, current, the_day, rebuild))
         if rebuild:
@@ -313,7 +313,7 @@ def kafka_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
         requests.append(dg.RunRequest(
             job_name=latest_marts_job.name, partition_key=latest,
             run_key=f"{latest_marts_job.name}:{latest}:{changed.hexdigest()[:16]}",
-            tags={"globalmart/trigger": "kafka_sensor", "globalmart/reason": "late data"}))
+            tags={"globalmart/trigger": "complete_days_sensor", "globalmart/reason": "late data"}))
 
     new_cursor = SensorCursor(next_day=next_day, offsets=kept_offsets,
                               observed_at=now if ends is not None else cursor.observed_at,
@@ -327,4 +327,4 @@ def kafka_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
                            cursor=new_cursor.dump())
 
 
-SENSORS = [kafka_sensor]
+SENSORS = [complete_days_sensor]

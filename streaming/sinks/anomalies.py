@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 import psycopg
 
+from globalmart.alerts import make_alert
 from globalmart.contracts import Alert
 from globalmart.vocabulary import RAPID_FIRE_COUNT, RAPID_FIRE_WINDOW_SECONDS
-from streaming.sinks.alerts import make_alert
 from streaming.sinks.store import copy_temp, frame_rows
 from streaming.transforms.anomalies import (
     ANOMALY_COLUMNS,

@@ -19,10 +19,11 @@ import psycopg
 import pyarrow as pa
 from pyspark.sql import DataFrame
 
+from globalmart.alerts import insert_alerts
 from globalmart.contracts import Alert
 from globalmart.logs import bound
 from streaming.notifier import Notifier
-from streaming.sinks.alerts import insert_alerts, publish_alerts
+from streaming.sinks.alerts import publish_alerts
 from streaming.sinks.anomalies import anomaly_rows, write_anomalies
 from streaming.sinks.dead_letters import dead_letters, deliver_dead_letters
 from streaming.sinks.ledger import ledger_rows, write_ledger

@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 import psycopg
 
+from globalmart.alerts import make_alert
 from globalmart.contracts import Alert
-from streaming.sinks.alerts import make_alert
 from streaming.sinks.store import copy_temp, frame_rows
 from streaming.transforms.inventory import MOVEMENT_COLUMNS, stock_changes
 

@@ -1,10 +1,12 @@
-"""Each asset check fails on a table broken on purpose (and passes on the intact one).
+"""Each asset check fails on a table broken on purpose (and passes on the intact one), and a
+run that fails on them becomes alerts.
 
 The built database is cloned (``CREATE DATABASE ... TEMPLATE``) for every case, so the cases
 never see each other's damage; the clones are dropped at the end."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -12,9 +14,13 @@ from urllib.parse import urlsplit, urlunsplit
 import dagster as dg
 import psycopg
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
+from globalmart.contracts import ALERTS_TOPIC
+from globalmart.kafka import end_offsets, ensure_topics
 from globalmart_dagster.definitions import build_definitions
+from globalmart_dagster.defs.alerts import failed_check_alerts, failed_run_alerts
 from globalmart_dagster.defs.checks import ALL_CHECKS
 from globalmart_dagster.defs.freshness import fact_freshness_checks
 from globalmart_dagster.defs.marts.assets import MARTS
@@ -189,18 +195,22 @@ def test_check_fails_on_a_broken_table(case: str, built: Built, clone):
     assert outcome[check] is False, outcome
 
 
+def facts_and_marts(defs: dg.Definitions) -> dg.JobDefinition:
+    """A job of the day's sales facts, their checks and the marts (no dimensions)."""
+    selection = (dg.AssetSelection.assets(fact_sales, *MARTS)
+                 - dg.AssetSelection.checks(*fact_freshness_checks))
+    job = dg.define_asset_job("facts_and_marts", selection=selection)
+    return dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(
+        "facts_and_marts")
+
+
 def test_a_failing_blocking_check_keeps_the_marts_from_running(built: Built, clone):
     url = clone()
     with psycopg.connect(url) as conn:
         conn.execute("DELETE FROM warehouse.dim_date")  # every fact row loses its date
         conn.execute("DELETE FROM marts.customer_rfm_analysis")
-    defs = build_definitions(make_resources(url, built.lake))
-    selection = (dg.AssetSelection.assets(fact_sales, *MARTS)
-                 - dg.AssetSelection.checks(*fact_freshness_checks))
-    job = dg.define_asset_job("facts_and_marts", selection=selection)
-    resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(
-        "facts_and_marts")
-    result = resolved.execute_in_process(partition_key=DAY.isoformat(), raise_on_error=False)
+    job = facts_and_marts(build_definitions(make_resources(url, built.lake)))
+    result = job.execute_in_process(partition_key=DAY.isoformat(), raise_on_error=False)
     assert not result.success
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert "foreign_keys_exist" in failed
@@ -210,3 +220,80 @@ def test_a_failing_blocking_check_keeps_the_marts_from_running(built: Built, clo
                                "marts/sales_trends"}
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM marts.customer_rfm_analysis").fetchone() == (0,)
+
+
+def _alerts_in_topic(bootstrap: str) -> list[dict]:
+    """Every message of the ``alerts`` topic (the test's broker holds only this test's)."""
+    ends = {k: v for k, v in end_offsets(bootstrap, [ALERTS_TOPIC]).items() if v}
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "alerts-oracle",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+    seen: list[dict] = []
+    pending = set(ends)
+    while pending:
+        for message in consumer.consume(100, timeout=1):
+            assert message.error() is None, message.error()
+            seen.append(json.loads(message.value()))
+            if message.offset() + 1 >= ends[(message.topic(), message.partition())]:
+                pending.discard((message.topic(), message.partition()))
+    consumer.close()
+    return seen
+
+
+def _alert_rows(url: str) -> list[tuple[str, str, str, str]]:
+    with psycopg.connect(url) as conn:
+        return [tuple(map(str, row)) for row in conn.execute(
+            "SELECT alert_id, alert_type, severity, entity_id FROM public.alerts ORDER BY 1")]
+
+
+def test_a_failed_run_and_its_failed_checks_become_alerts(built: Built, clone, broker):
+    """A build of a day's facts whose dates were deleted fails on its blocking checks: the
+    failure sensor raises one critical alert for the run and one per failed check, in
+    public.alerts and on the alerts topic, once however often the tick is evaluated; a run
+    whose checks all pass raises none."""
+    bootstrap = broker.bootstrap_servers
+    ensure_topics(bootstrap, [ALERTS_TOPIC], partitions=1)
+    url = clone()
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM warehouse.dim_date")  # every fact row loses its date
+    instance = dg.DagsterInstance.ephemeral()
+
+    def daily_build(url: str) -> tuple[dict, dg.ExecuteInProcessResult]:
+        """The day's facts and marts (not the dimensions, which would repair dim_date)."""
+        resources = make_resources(url, built.lake, bootstrap)
+        job = facts_and_marts(build_definitions(resources))
+        return {"warehouse": resources["warehouse"], "kafka": resources["kafka"]}, \
+            job.execute_in_process(partition_key=DAY.isoformat(), instance=instance,
+                                   raise_on_error=False)
+
+    resources, result = daily_build(url)
+    assert not result.success
+    failed = {f"{e.asset_key.to_user_string()}:{e.check_name}"
+              for e in result.get_asset_check_evaluations() if not e.passed}
+    assert "warehouse/fact_sales:foreign_keys_exist" in failed  # what deleting the dates breaks
+    context = dg.build_run_status_sensor_context(
+        sensor_name="failed_run_alerts", dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance, dagster_run=result.dagster_run, resources=resources,
+    ).for_run_failure()
+    failed_run_alerts(context)
+    rows = _alert_rows(url)
+    assert sorted((kind, entity) for _, kind, _, entity in rows) == sorted(
+        [("dagster_run_failed", f"facts_and_marts [{DAY.isoformat()}]")]
+        + [("dagster_check_failed", name) for name in failed])
+    assert {severity for _, _, severity, _ in rows} == {"critical"}
+    published = _alerts_in_topic(bootstrap)
+    assert sorted(a["alert_id"] for a in published) == [alert_id for alert_id, *_ in rows]
+    assert all(result.run_id in a["message"] for a in published)
+
+    failed_run_alerts(context)  # the same tick again: nothing raised twice
+    assert _alert_rows(url) == rows
+    assert len(_alerts_in_topic(bootstrap)) == len(rows)
+
+    passing = clone()
+    resources, result = daily_build(passing)
+    assert result.success
+    failed_check_alerts(dg.build_run_status_sensor_context(
+        sensor_name="failed_check_alerts", dagster_event=result.get_run_success_event(),
+        dagster_instance=instance, dagster_run=result.dagster_run, resources=resources))
+    assert _alert_rows(passing) == []
+    assert len(_alerts_in_topic(bootstrap)) == len(rows)

@@ -25,7 +25,7 @@ from globalmart.kafka import end_offsets
 from globalmart.settings import PlatformSettings
 from globalmart_dagster.constants import PRODUCT_WINDOW_DAYS, RFM_LOOKBACK_DAYS
 from globalmart_dagster.definitions import build_definitions
-from globalmart_dagster.defs.sensors import SensorCursor, kafka_sensor
+from globalmart_dagster.defs.sensors import SensorCursor, complete_days_sensor
 from streaming.app import serve
 from streaming.config import StreamingSettings
 from tests.dagster.conftest import make_resources
@@ -86,9 +86,9 @@ class Platform:
 
     def tick(self) -> dg.SensorResult:
         with dg.build_sensor_context(cursor=self.cursor, definitions=self.defs,
-                                     resources=self.resources, sensor_name="kafka_sensor",
+                                     resources=self.resources, sensor_name="complete_days_sensor",
                                      instance=self.instance) as context:
-            result = kafka_sensor.evaluate_tick(context)
+            result = complete_days_sensor.evaluate_tick(context)
         self.cursor = result.cursor
         for request in result.run_requests or []:
             job = self.defs.resolve_job_def(request.job_name)

@@ -1,7 +1,7 @@
-"""The Kafka sensor in each cursor state, against the real broker fixture, real PostgreSQL and a
-tmp lake: no data, a day closed but its fence not reached, a new day complete, a day still
-open, catching up, late events for a built day (rebuilt once, then the latest marts), and a
-broker that lost its topics or does not answer."""
+"""The complete-days sensor in each cursor state, against the real broker fixture, real
+PostgreSQL and a tmp lake: no data, a day closed but its fence not reached, a new day complete,
+a day still open, catching up, late events for a built day (rebuilt once, then the latest
+marts), and a broker that lost its topics or does not answer."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from globalmart.embedded import EmbeddedBroker, free_port
 from globalmart.kafka import end_offsets, ensure_topics
 from globalmart_dagster.constants import RAW_TOPICS
 from globalmart_dagster.definitions import build_definitions
-from globalmart_dagster.defs.sensors import SensorCursor, kafka_sensor
+from globalmart_dagster.defs.sensors import SensorCursor, complete_days_sensor
 from tests.conftest import delete_topics
 from tests.dagster.conftest import DAY, make_resources
 from tests.dagster.dataset import build_day, write_raw_layer
@@ -75,9 +75,9 @@ class Scene:
         resources = make_resources(self.url, self.lake, self.broker.bootstrap_servers)
         defs = build_definitions(resources)
         with dg.build_sensor_context(cursor=cursor, definitions=defs, resources=resources,
-                                     sensor_name="kafka_sensor",
+                                     sensor_name="complete_days_sensor",
                                      instance=dg.DagsterInstance.ephemeral()) as context:
-            return kafka_sensor.evaluate_tick(context)
+            return complete_days_sensor.evaluate_tick(context)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """``dagster dev`` as ``globalmart up`` starts it: instance storage in PostgreSQL through
-dagster.yaml's environment variables, webserver and daemons healthy, the Kafka sensor ticking,
-and a backfill of two days from the command line carried out by the daemon."""
+dagster.yaml's environment variables, webserver and daemons healthy, the complete-days sensor
+ticking, and a backfill of two days from the command line carried out by the daemon."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ DAYS = (date(2026, 11, 18), date(2026, 11, 19))
 
 SENSOR_QUERY = """{
   sensorOrError(sensorSelector: {repositoryName: "__repository__",
-      repositoryLocationName: "globalmart", sensorName: "kafka_sensor"}) {
+      repositoryLocationName: "globalmart", sensorName: "complete_days_sensor"}) {
     ... on Sensor { sensorState { status ticks(limit: 5) { status error { message } } } } }
   instance { daemonHealth { allDaemonStatuses { daemonType healthy } } }
 }"""
@@ -98,7 +98,7 @@ def test_dagster_dev_runs_sensors_and_a_cli_backfill(dagster_dev: dict):
         data = graphql(port, SENSOR_QUERY)
         return data if data["sensorOrError"]["sensorState"]["ticks"] else None
 
-    data = wait_until(ticked, 180, "a kafka_sensor tick", poll=1)
+    data = wait_until(ticked, 180, "a complete_days_sensor tick", poll=1)
     state = data["sensorOrError"]["sensorState"]
     assert state["status"] == "RUNNING"
     assert all(t["error"] is None for t in state["ticks"])

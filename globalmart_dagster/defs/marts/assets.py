@@ -26,12 +26,10 @@ from globalmart_dagster.resources import REPLACE_BY, WarehouseResource
 
 MART_IO_MANAGER = "mart_io_manager"
 
-# A daily mart must be rebuilt every day by 03:00 UTC (the daily schedule runs at 02:00).
+# A mart must be rebuilt every day by 03:00 UTC (the sensor builds the day that closed at
+# midnight once the raw layer holds all of it).
 DAILY_MART_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 3 * * *",
                                                lower_bound_delta=timedelta(hours=24))
-# Sales trends are rebuilt hourly; fail after three missed hours.
-HOURLY_MART_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=3),
-                                                       warn_window=timedelta(hours=2))
 
 CUSTOMER_STATS_SQL = """
 SELECT user_id, max(event_date) AS last_purchase_date,
@@ -109,13 +107,14 @@ def product_performance(context: dg.AssetExecutionContext,
     return result
 
 
-@_mart(deps=[fact_sales], kinds={"pandas"}, freshness_policy=HOURLY_MART_FRESHNESS,
+@_mart(deps=[fact_sales], kinds={"pandas"}, freshness_policy=DAILY_MART_FRESHNESS,
        backfill_policy=SINGLE_RUN)
 def sales_trends(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> pd.DataFrame:
     """Sales trends up to the latest day in the warehouse: daily for 90 days (with a 7-day
     moving average and day-over-day growth), weekly for 26 ISO weeks (4-week moving average)
     and monthly for 24 months (3-month moving average); revenue, orders and average order
-    value. Rebuilt hourly, so late partitions and backfills show up within the hour."""
+    value. Rebuilt by every run that builds or rebuilds a day (the daily build, the latest marts
+after late events, a backfill), so it always reflects the warehouse."""
     end = warehouse.scalar("SELECT max(event_date) FROM warehouse.fact_sales")
     if end is None:
         context.log.info("fact_sales is empty; sales_trends is emptied")

@@ -1,6 +1,6 @@
 """Assets Dagster does not build: the raw Parquet layer (written by the streaming app) and the
 operational source tables (written by the generator). They appear in the graph so lineage,
-observations and partition status are visible; the Kafka sensor reports the raw layer."""
+observations and partition status are visible; the complete-days sensor reports the raw layer."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _raw_spec(topic: str) -> dg.AssetSpec:
             f"Raw layer of the `{topic}` topic ({_RAW_DESCRIPTIONS.get(topic, 'events')}): "
             f"every valid event as Parquet under `<lake>/raw/{topic}/event_date=YYYY-MM-DD/`, "
             "written by the streaming app and partitioned by the UTC date of `event_time`. "
-            "The Kafka sensor records end offsets, lag and throughput as observations."
+            "The complete-days sensor records end offsets, lag and throughput as observations."
         ),
         group_name=RAW_GROUP,
         partitions_def=daily_partitions,
