@@ -13,6 +13,12 @@ from typing import Literal, get_args
 # Alerts
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[str, ...] = get_args(Severity)
+# Alert types of Dagster's alert sensors (the stream raises anomaly_* and stock_* alerts); a
+# failed check's alert names it as entity "<asset key>:<check name>".
+DAGSTER_RUN_FAILED = "dagster_run_failed"
+DAGSTER_CHECK_FAILED = "dagster_check_failed"
+# The check that reconciles the warehouse with the raw layer and the stream's day ledger
+RECONCILIATION_CHECK = "revenue_reconciles"
 
 # Stock (thresholds: out <= 0 < critical <= 5 < low <= 10 < ok, in stream_state.stock_status)
 StockStatus = Literal["ok", "low", "critical", "out"]

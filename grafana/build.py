@@ -1,8 +1,10 @@
-"""Generate the Grafana dashboards (JSON files under provisioning/dashboards/json/).
+"""Generate the Grafana dashboards (JSON files under provisioning/dashboards/json/) and alert
+rules (provisioning/alerting/globalmart.yaml).
 
-The dashboards are code: edit this file, run ``.venv/bin/python grafana/build.py`` and commit
-both. ``tests/grafana`` fails when the JSON files and this generator disagree, validates every
-dashboard against Grafana's dashboard model and runs every panel's SQL on PostgreSQL.
+Both are code: edit this file, run ``.venv/bin/python grafana/build.py`` and commit the
+output. ``tests/grafana`` fails when the files and this generator disagree, validates every
+dashboard against Grafana's dashboard model, runs every panel's and rule's SQL on PostgreSQL,
+and makes each rule fire on data that should fire it (and stay quiet otherwise).
 """
 
 from __future__ import annotations
@@ -12,10 +14,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from globalmart.geo import COUNTRY_GEO
-from globalmart.vocabulary import SHORT_OF_STOCK, sql_list
+import yaml
 
-OUT = Path(__file__).resolve().parent / "provisioning" / "dashboards" / "json"
+from globalmart.geo import COUNTRY_GEO
+from globalmart.vocabulary import (
+    DAGSTER_CHECK_FAILED,
+    RECONCILIATION_CHECK,
+    SHORT_OF_STOCK,
+    sql_list,
+)
+
+PROVISIONING = Path(__file__).resolve().parent / "provisioning"
+OUT = PROVISIONING / "dashboards" / "json"
+RULES = PROVISIONING / "alerting" / "globalmart.yaml"
 DATASOURCE = {"type": "grafana-postgresql-datasource", "uid": "globalmart-pg"}
 SCHEMA_VERSION = 39
 
@@ -319,6 +330,69 @@ def pipeline() -> dict[str, Any]:
 DASHBOARDS = {"executive": executive, "geography": geography, "categories": categories,
               "realtime": realtime, "pipeline": pipeline}
 
+# Alert thresholds
+LAG_ALERT_RECORDS = 100_000  # records behind the log end (over 3 minutes at 500 events/s)
+# A mart is stale when its latest analysed day ended more than this long ago: the day that
+# closed at midnight is due by 03:00 UTC (the marts' freshness policy in Dagster).
+STALE_MART_HOURS = 27
+RECONCILIATION_ALERT_HOURS = 24  # a failed reconciliation alerts for a day
+
+
+def rule(uid: str, title: str, sql: str, above: float, *, severity: str, summary: str,
+         wait: str, no_data: str) -> dict[str, Any]:
+    """An alert rule: query A (one row per series, its text columns the labels and one number
+    the value) fires for every row whose value is above ``above`` for ``wait``."""
+    expression = {"type": "__expr__", "uid": "__expr__"}
+    return {
+        "uid": uid, "title": title, "condition": "B",
+        "data": [
+            {"refId": "A", "relativeTimeRange": {"from": 600, "to": 0},
+             "datasourceUid": DATASOURCE["uid"],
+             "model": {"refId": "A", "datasource": dict(DATASOURCE), "editorMode": "code",
+                       "format": "table", "rawQuery": True, "rawSql": " ".join(sql.split())}},
+            {"refId": "B", "datasourceUid": "__expr__",
+             "model": {"refId": "B", "datasource": expression, "type": "threshold",
+                       "expression": "A",
+                       "conditions": [{"evaluator": {"type": "gt", "params": [above]}}]}},
+        ],
+        "noDataState": no_data, "execErrState": "Error", "for": wait,
+        "annotations": {"summary": summary},
+        "labels": {"severity": severity},
+        "isPaused": False,
+    }
+
+
+def alert_rules() -> dict[str, Any]:
+    """Consumer lag, stale marts and a failed reconciliation, as a provisioning file."""
+    rules = [
+        rule("globalmart-consumer-lag", "Consumer lag",
+             "SELECT topic, max(lag_records) AS lag_records FROM pipeline_metrics "
+             "WHERE processed_at > now() - interval '5 minutes' AND topic <> '*' "
+             "GROUP BY topic", LAG_ALERT_RECORDS, severity="warning", wait="5m",
+             no_data="Alerting",  # no batch in five minutes: the stream is down or stuck
+             summary=f"The stream is more than {LAG_ALERT_RECORDS:,} records behind on "
+                     "{{ $labels.topic }} (or has finished no batch in five minutes)."),
+        rule("globalmart-stale-marts", "Stale marts",
+             f"SELECT source AS mart, extract(epoch FROM now() - data_as_of) / 3600 "
+             f"AS hours_old FROM ({FRESHNESS_SQL}) f "
+             f"WHERE kind = 'mart' AND data_as_of IS NOT NULL",
+             STALE_MART_HOURS, severity="warning", wait="10m", no_data="OK",
+             summary="The mart {{ $labels.mart }} has not been built for the day that closed "
+                     "last midnight (due by 03:00 UTC)."),
+        rule("globalmart-failed-reconciliation", "Failed reconciliation",
+             f"SELECT count(*) AS failed_reconciliations FROM alerts "
+             f"WHERE alert_type = '{DAGSTER_CHECK_FAILED}' "
+             f"AND entity_id LIKE '%:{RECONCILIATION_CHECK}' "
+             f"AND created_at > now() - interval '{RECONCILIATION_ALERT_HOURS} hours'",
+             0, severity="critical", wait="0s", no_data="OK",
+             summary="A day of the warehouse did not reconcile with the raw layer and the "
+                     "stream's ledger (Dagster's revenue_reconciles check failed; see the "
+                     "alerts table for the day and run)."),
+    ]
+    return {"apiVersion": 1,
+            "groups": [{"orgId": 1, "name": "GlobalMart", "folder": "GlobalMart",
+                        "interval": "1m", "rules": rules}]}
+
 
 def render() -> dict[str, str]:
     """File name → JSON text of every dashboard."""
@@ -326,12 +400,21 @@ def render() -> dict[str, str]:
             for name, build in DASHBOARDS.items()}
 
 
+def render_rules() -> str:
+    """The YAML text of the alert rules' provisioning file."""
+    return ("# Generated by grafana/build.py: edit it there.\n"
+            + yaml.safe_dump(alert_rules(), sort_keys=False, width=100))
+
+
 def main() -> None:
-    """Write the dashboards."""
+    """Write the dashboards and the alert rules."""
     OUT.mkdir(parents=True, exist_ok=True)
     for name, text in render().items():
         (OUT / name).write_text(text)
         sys.stdout.write(f"{OUT / name}\n")
+    RULES.parent.mkdir(parents=True, exist_ok=True)
+    RULES.write_text(render_rules())
+    sys.stdout.write(f"{RULES}\n")
 
 
 if __name__ == "__main__":

@@ -22,10 +22,9 @@ from dagster._core.events import DagsterEventType
 
 from globalmart.alerts import insert_alerts, make_alert
 from globalmart.contracts import Alert
+from globalmart.vocabulary import DAGSTER_CHECK_FAILED, DAGSTER_RUN_FAILED
 from globalmart_dagster.resources import KafkaResource, WarehouseResource
 
-RUN_FAILED = "dagster_run_failed"
-CHECK_FAILED = "dagster_check_failed"
 MAX_MESSAGE = 500
 
 
@@ -45,14 +44,14 @@ def run_alerts(run: dg.DagsterRun, failure: str | None,
     alerts = []
     if failure is not None:
         alerts.append(make_alert(
-            RUN_FAILED, "critical", where,
+            DAGSTER_RUN_FAILED, "critical", where,
             f"run {run.run_id} of {where} failed: {failure}"[:MAX_MESSAGE],
             key=f"dagster-run:{run.run_id}"))
     for check in checks:
         name = f"{check.asset_key.to_user_string()}:{check.check_name}"
         severity = "critical" if check.severity == dg.AssetCheckSeverity.ERROR else "warning"
         alerts.append(make_alert(
-            CHECK_FAILED, severity, name,
+            DAGSTER_CHECK_FAILED, severity, name,
             f"check {name} failed in run {run.run_id} of {where}: "
             f"{check.description or 'no description'}"[:MAX_MESSAGE],
             key=f"dagster-check:{run.run_id}:{name}"))

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 from psycopg import sql
 
-from globalmart.vocabulary import SEGMENTS
+from globalmart.vocabulary import RECONCILIATION_CHECK, SEGMENTS
 from globalmart_dagster.defs.marts.assets import customer_rfm_analysis
 from globalmart_dagster.defs.warehouse.assets import (
     dim_customer,
@@ -176,7 +176,7 @@ FROM public.stream_day_ledger WHERE event_date = %(day)s
 """
 
 
-@dg.asset_check(asset=fact_sales, name="revenue_reconciles", blocking=True,
+@dg.asset_check(asset=fact_sales, name=RECONCILIATION_CHECK, blocking=True,
                 description="Per day, fact_sales holds exactly the raw layer's transactions "
                             "and revenue, and exactly what the stream accepted into the "
                             "real-time tables plus what it left out as late (its day ledger), "
