@@ -65,13 +65,16 @@ def deliver_dead_letters(conn: psycopg.Connection, writer: TopicWriter | None,
 
 
 def write_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter]) -> None:
-    """Upsert dead letters (idempotent by topic, partition and offset)."""
+    """Upsert dead letters (idempotent by topic, partition and offset). PostgreSQL's text
+    cannot hold NUL: in the reason (a validator may quote the character it found) and the
+    payload it becomes U+FFFD; the topic's message keeps it."""
     columns = ["topic", "kafka_partition", "kafka_offset", "reason", "payload", "rejected_at"]
     copy_temp(conn, "tmp_dead_letter",
               "topic text, kafka_partition int, kafka_offset bigint, reason text, payload text, "
               "rejected_at timestamptz", columns,
               ({"topic": d.topic, "kafka_partition": d.partition, "kafka_offset": d.offset,
-                "reason": d.reason, "payload": d.payload.replace("\x00", "\ufffd"),
+                "reason": d.reason.replace("\x00", "\ufffd"),
+                "payload": d.payload.replace("\x00", "\ufffd"),
                 "rejected_at": d.rejected_at} for d in letters))
     conn.execute(f"INSERT INTO public.dead_letter ({', '.join(columns)}) "
                  f"SELECT {', '.join(columns)} FROM tmp_dead_letter "

@@ -40,6 +40,8 @@ def poison(now: datetime) -> dict[str, tuple[str, bytes]]:
         "time before pandas": ("transactions", tx(event_time="0001-01-01T00:00:00Z")),
         "far future time": ("transactions", tx(event_time=iso(now + timedelta(days=3650)))),
         "NUL in a string": ("transactions", tx(user_id="u\u0000x")),
+        "NUL quoted by the reason": ("transactions", json.dumps(transaction(time=iso(now)) | {
+            "event_id": "01234567\u0000abcd-4def-8abc-0123456789ab"}).encode()),
         "control character": ("product_views", json.dumps(view(
             time=iso(now), category="Bo\u0007oks")).encode()),
         "line revenue beyond numeric(14,2)": ("transactions", tx(
@@ -69,7 +71,7 @@ def test_bad_records_of_every_class_go_to_the_dead_letter_and_the_rest_counts(
     bad = poison(now)
     first = bad.pop("_first")
     good = [transaction(items=[line(f"p{n}", "Books", 1 + n % 3, f"{n}.25")],
-                        time=iso(now - timedelta(seconds=n))) for n in range(1, 61)]
+                        time=iso(now - timedelta(seconds=n))) for n in range(1, 71)]
     producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 2_000_000})
     positions: dict[str, tuple[str, int, int]] = {}
 
@@ -101,6 +103,7 @@ def test_bad_records_of_every_class_go_to_the_dead_letter_and_the_rest_counts(
     assert set(dead) == set(expected.values()), (dead, expected)
     assert all(dead[where] for where in expected.values())
     assert "conflicting duplicate" in dead[expected["conflicting duplicate"]]
+    assert "valid UUID" in dead[expected["NUL quoted by the reason"]]  # the validator's reason
     truth = [*good, json.loads(first[1])]
     assert orders == (len(truth), sum(
         (Decimal(str(i["unit_price"])) * i["quantity"] for t in truth for i in t["items"]),
