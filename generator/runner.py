@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from confluent_kafka import KafkaException
 
 from generator.catalog import Catalog
+from generator.clock import DAY_US, Params, iso_time, to_us
 from generator.config import GeneratorSettings
+from generator.encoding import TOPICS
 from generator.producer import EventProducer
-from generator.simulate import DAY_US, TOPICS, Params, Simulator, iso_time, to_us
+from generator.simulate import Simulator
 from generator.sources import SourceWriter
 from globalmart.contracts import ALL_TOPICS
 from globalmart.kafka import ensure_topics

@@ -57,7 +57,8 @@ def generated_day(day: date, seed: int = 42, users: int = 3000, products: int = 
     partitions by key hash and offsets per partition) and a function that writes the
     generator's source-table records to a database URL."""
     from generator.catalog import Catalog
-    from generator.simulate import Params, Simulator, to_us
+    from generator.clock import Params, to_us
+    from generator.simulate import Simulator
     from generator.sources import write_records
 
     start = to_us(datetime.combine(day, time(), tzinfo=UTC))

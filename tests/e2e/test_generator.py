@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from generator.catalog import Catalog
 from generator.config import GeneratorSettings
+from generator.encoding import TOPICS
 from generator.runner import run
-from generator.simulate import TOPICS
 from globalmart.contracts import parse_event
 from tests.generator.conftest import HISTORY_END, consume, simulate
 from tests.generator.rules import expected_anomalies, transactions

@@ -12,8 +12,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from generator.catalog import Catalog
 from generator.config import GeneratorSettings
+from generator.encoding import Message
 from generator.runner import build_simulator
-from generator.simulate import Message, Records, Simulator
+from generator.simulate import Records, Simulator
 from globalmart.kafka import INPUT_PARTITIONS
 
 HISTORY_END = datetime(2026, 5, 10, 6, 30, tzinfo=UTC)

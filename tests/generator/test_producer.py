@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
+from generator.encoding import TOPICS
 from generator.producer import EventProducer
-from generator.simulate import TOPICS
 from globalmart.embedded import free_port
 from globalmart.kafka import ensure_topics
 from tests.generator.conftest import consume

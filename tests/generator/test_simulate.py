@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from generator.catalog import CITIES, COUNTRY_NAMES, Catalog, user_home
-from generator.simulate import HOURLY, WEEKLY, Params, Simulator, to_us
+from generator.clock import HOURLY, WEEKLY, Params, to_us
+from generator.simulate import Simulator
 from globalmart.contracts import COUNTRIES, parse_event
 from tests.generator.conftest import HISTORY_END, simulate
 from tests.generator.rules import expected_anomalies, lines_total, transactions
@@ -266,12 +267,12 @@ def test_tiny_worlds_still_work(catalog: Catalog, users: int) -> None:
 
 
 def test_user_ids_of_any_width_are_formatted_alike() -> None:
-    from generator.simulate import _people
+    from generator.encoding import people
 
     session_ids = np.frombuffer(b"0123456789abcdef0123456789abcdef0123" * 2,
                                 dtype=np.uint8).reshape(2, 36)
-    small = _people(np.array([7, 99_999_999]), session_ids)
-    large = _people(np.array([7, 123_456_789]), session_ids)
+    small = people(np.array([7, 99_999_999]), session_ids)
+    large = people(np.array([7, 123_456_789]), session_ids)
     sid = "0123456789abcdef0123456789abcdef0123"
     assert small == ([f'"user_id":"U00000007","session_id":"{sid}"',
                       f'"user_id":"U99999999","session_id":"{sid}"'],

@@ -8,7 +8,8 @@ import psycopg
 import pytest
 
 from generator.catalog import CITIES, Catalog, customer, user_home
-from generator.simulate import Records, to_us
+from generator.clock import to_us
+from generator.simulate import Records
 from generator.sources import SourceTablesMissing, SourceWriter, check_tables, write_records
 
 
