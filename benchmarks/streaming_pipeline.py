@@ -18,7 +18,7 @@ this machine.
 
 Runs its own Apache Kafka broker (``globalmart.embedded``), a fresh PostgreSQL database
 (dropped at the end) and a temporary lake.
-Usage: ``.venv/bin/python benchmarks/streaming_pipeline.py [--backlog N] [--rate R]``.
+Usage: ``.venv/bin/python benchmarks/streaming_pipeline.py [--backlog N] [--rate R] [--bad 0.01]``.
 """
 
 from __future__ import annotations
@@ -101,13 +101,57 @@ def make_event(rng: random.Random, moment: datetime, high_value: bool = False
     return "inventory_events", product, json.dumps(event).encode()
 
 
-def produce_backlog(bootstrap: str, count: int) -> None:
-    """``count`` events with event times spread evenly over the last ``count / 2000`` seconds."""
+# Bad records (``--bad``): each kind a class the stream must reject or isolate without
+# stopping (see docs/streaming.md): not JSON, a NUL in a string, a time far outside the
+# window, a magnitude beyond the columns, a string or boolean where a number belongs, empty.
+BAD_KINDS = ("not json", "nul", "far future", "far past", "huge amount", "string quantity",
+             "boolean quantity", "empty")
+
+
+def make_bad_event(rng: random.Random, moment: datetime) -> tuple[str, str, bytes]:
+    """One bad record of a kind of ``BAD_KINDS``, on a topic of the mix."""
+    topic, key, value = make_event(rng, moment)
+    kind = rng.choice(BAD_KINDS)
+    if kind == "not json":
+        return topic, key, value[: len(value) // 2]
+    if kind == "empty":
+        return topic, key, b""
+    event = json.loads(value)
+    if kind == "nul":
+        event["event_id"] = event["event_id"][:8] + "\u0000" + event["event_id"][9:]
+    elif kind == "far future":
+        event["event_time"] = "9999-12-31T23:59:59Z"
+    elif kind == "far past":
+        event["event_time"] = "0001-01-01T00:00:00Z"
+    elif topic == "transactions" and kind == "huge amount":
+        event["items"][0]["unit_price"] = "9" * 30 + ".99"
+    elif topic == "inventory_events":
+        event["quantity_delta"] = "50" if kind == "string quantity" else 10**30
+    elif "items" in event:
+        event["items"][0]["quantity"] = "2" if kind == "string quantity" else True
+    else:
+        event["quantity" if topic == "cart_events" else "duration_seconds"] = (
+            "2" if kind == "string quantity" else True)
+    return topic, key, json.dumps(event).encode()
+
+
+def next_event(rng: random.Random, moment: datetime, bad: float, high_value: bool = False
+               ) -> tuple[str, str, bytes]:
+    """An event of the mix, or with probability ``bad`` a bad record."""
+    if bad and not high_value and rng.random() < bad:
+        return make_bad_event(rng, moment)
+    return make_event(rng, moment, high_value=high_value)
+
+
+def produce_backlog(bootstrap: str, count: int, bad: float = 0.0) -> None:
+    """``count`` events with event times spread evenly over the last ``count / 2000`` seconds
+    (a share ``bad`` of them bad records)."""
     rng = random.Random(1)
     producer = EventProducer(bootstrap)
     span = timedelta(seconds=count / 2000)
     start = datetime.now(UTC) - span
-    producer.send(_encoded(make_event(rng, start + span * (i / count))) for i in range(count))
+    producer.send(_encoded(next_event(rng, start + span * (i / count), bad))
+                  for i in range(count))
     assert producer.flush(120) == 0
 
 
@@ -125,7 +169,8 @@ def measure_throughput(spark, platform: PlatformSettings, backlog: int) -> float
     return backlog / (time.monotonic() - started)
 
 
-def _produce(bootstrap: str, rate: Any, stop: Any, count: Any, high_value_every: int) -> None:
+def _produce(bootstrap: str, rate: Any, stop: Any, count: Any, high_value_every: int,
+             bad: float) -> None:
     """Body of the producing process: the event mix at ``rate.value`` events/s, sent by the
     generator's producer (its defaults: linger 200 ms, lz4) in the events due every 5 ms."""
     rng = random.Random(2)
@@ -140,7 +185,7 @@ def _produce(bootstrap: str, rate: Any, stop: Any, count: Any, high_value_every:
         batch = []
         while due >= 1:
             high = bool(high_value_every) and n % high_value_every == 0
-            batch.append(_encoded(make_event(rng, moment, high_value=high)))
+            batch.append(_encoded(next_event(rng, moment, bad, high_value=high)))
             n, due = n + 1, due - 1
         producer.send(batch)
         count.value = n
@@ -151,13 +196,14 @@ class Producing:
     """Produces the event mix at ``rate`` events/s from its own process (so it does not take
     the streaming driver's interpreter lock), until finished."""
 
-    def __init__(self, bootstrap: str, rate: float, high_value_every: int = 0) -> None:
+    def __init__(self, bootstrap: str, rate: float, high_value_every: int = 0,
+                 bad: float = 0.0) -> None:
         context = multiprocessing.get_context("spawn")
         self._rate, self._count = context.Value("d", rate), context.Value("q", 0)
         self._stop = context.Event()
         self._process = context.Process(
             target=_produce, daemon=True,
-            args=(bootstrap, self._rate, self._stop, self._count, high_value_every))
+            args=(bootstrap, self._rate, self._stop, self._count, high_value_every, bad))
 
     @property
     def count(self) -> int:
@@ -188,8 +234,8 @@ def committed_offsets(checkpoint: Path) -> dict[tuple[str, int], int]:
             for p, offset in parts.items()}
 
 
-def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: float
-                      ) -> tuple[float, list[int], float, float | None]:
+def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: float,
+                      bad: float = 0.0) -> tuple[float, list[int], float, float | None]:
     """Produce at ``rate`` for ``seconds`` while the application runs. Returns the rate
     actually produced, the mean lag of each tenth of the run (every second: the events produced
     since the start minus those in batches the query committed since then), the lag's growth
@@ -200,7 +246,7 @@ def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: f
     stop = threading.Event()
     app = threading.Thread(target=serve, args=(spark, settings, platform, stop), daemon=True)
     app.start()
-    producing = Producing(platform.bootstrap_servers, 100).start()  # warm-up trickle
+    producing = Producing(platform.bootstrap_servers, 100, bad=bad).start()  # warm-up trickle
     with psycopg.connect(platform.db_url, autocommit=True) as conn:
         deadline = time.monotonic() + 300
         while not conn.execute("SELECT count(*) FROM stream_state.batch_commits "
@@ -239,15 +285,16 @@ def measure_sustained(spark, platform: PlatformSettings, rate: float, seconds: f
             caught_up)
 
 
-def measure_latency(spark, platform: PlatformSettings, rate: float, seconds: float
-                    ) -> list[float]:
+def measure_latency(spark, platform: PlatformSettings, rate: float, seconds: float,
+                    bad: float = 0.0) -> list[float]:
     """Latencies (s) of high-value transactions: first seen in PostgreSQL − event time."""
     settings = StreamingSettings(trigger_interval="1 second", starting_offsets="latest",
                                  checkpoint_root=f"{platform.lake}/checkpoints-latency")
     stop = threading.Event()
     app = threading.Thread(target=serve, args=(spark, settings, platform, stop), daemon=True)
     app.start()
-    producing = Producing(platform.bootstrap_servers, rate, high_value_every=200).start()
+    producing = Producing(platform.bootstrap_servers, rate, high_value_every=200,
+                          bad=bad).start()
     seen: dict[str, float] = {}
     with psycopg.connect(platform.db_url, autocommit=True) as conn:
         warm_by = time.monotonic() + 300
@@ -296,6 +343,8 @@ def main() -> None:
     parser.add_argument("--sustain-seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--bad", type=float, default=0.0,
+                        help="share of bad records mixed in (0.01: 1 %%; kinds in BAD_KINDS)")
     parser.add_argument("--verbose", action="store_true",
                         help="print the application's per-batch times (records collected, "
                              "validation, compute and commit; Spark's own steps) and vacuums")
@@ -319,18 +368,21 @@ def main() -> None:
                                     kafka_bootstrap_servers=broker.bootstrap_servers,
                                     lake_path=str(work / "lake"))
         started = time.monotonic()
-        produce_backlog(broker.bootstrap_servers, args.backlog)
+        produce_backlog(broker.bootstrap_servers, args.backlog, args.bad)
         print(f"backlog: {args.backlog:,} events produced in {time.monotonic() - started:.1f} s")
         rate = measure_throughput(spark, platform, args.backlog)
-        print(f"throughput: {rate:,.0f} events/s draining {args.backlog:,} events (local[2])")
+        print(f"throughput: {rate:,.0f} events/s draining {args.backlog:,} events (local[2]; "
+              f"bad records: {args.bad:.1%})")
         with psycopg.connect(url) as conn:
+            letters = conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
+            print(f"  dead letters: {letters:,}")
             for query_name, batches, mean_ms, rows in conn.execute(
                     "SELECT query_name, count(DISTINCT batch_id), avg(batch_duration_ms), "
                     "sum(input_rows) FROM pipeline_metrics GROUP BY 1 ORDER BY 1"):
                 print(f"  {query_name:10s} {batches:3d} batches, mean {mean_ms:7.0f} ms, "
                       f"{rows:,} rows")
         latencies = measure_latency(spark, fresh(url, platform, "latency"), args.rate,
-                                    args.seconds)
+                                    args.seconds, args.bad)
         if latencies:
             p50 = statistics.median(latencies)
             p95 = latencies[int(0.95 * (len(latencies) - 1))]
@@ -347,7 +399,7 @@ def main() -> None:
         for target in [float(r) for r in args.sustain.split(",") if r.strip()]:
             produced, lags, growth, caught_up = measure_sustained(
                 spark, fresh(url, platform, f"sustain-{target:g}"), target,
-                args.sustain_seconds)
+                args.sustain_seconds, args.bad)
             held = growth < 0.01 * target and caught_up is not None and caught_up <= 10
             after = "no" if caught_up is None else f"in {caught_up:.1f} s"
             print(f"sustain {target:,.0f} events/s (produced {produced:,.0f}/s for "
