@@ -61,8 +61,9 @@ def run_alerts(run: dg.DagsterRun, failure: str | None,
 def raise_alerts(warehouse: WarehouseResource, kafka: KafkaResource,
                  alerts: Sequence[Alert]) -> int:
     """Insert the alerts not raised yet into ``public.alerts`` and produce them to the
-    ``alerts`` topic before the insert commits (a failed delivery inserts nothing; the next
-    tick tries again). Returns how many were new."""
+    ``alerts`` topic before the insert commits. A failed delivery inserts nothing and fails
+    the sensor's tick (shown in the UI with the error); Dagster's run status sensors move past
+    the run either way, so its alerts are then not raised. Returns how many were new."""
     with warehouse.connect() as conn:
         known = {row[0] for row in conn.execute(
             "SELECT alert_id FROM public.alerts WHERE alert_id = ANY(%s)",
