@@ -9,8 +9,7 @@ whoever consumes the topic see them beside the anomalies.
   for a WARN one.
 
 Alert ids derive from the run id (and the check), so a sensor tick evaluated again raises
-nothing twice (in the table; on the topic only if the process died between delivering the
-messages and committing the rows: at least once, with the same ``alert_id``).
+nothing twice.
 """
 
 from __future__ import annotations
@@ -60,17 +59,18 @@ def run_alerts(run: dg.DagsterRun, failure: str | None,
 
 def raise_alerts(warehouse: WarehouseResource, kafka: KafkaResource,
                  alerts: Sequence[Alert]) -> int:
-    """Insert the alerts not raised yet into ``public.alerts`` and produce them to the
-    ``alerts`` topic before the insert commits. A failed delivery inserts nothing and fails
-    the sensor's tick (shown in the UI with the error); Dagster's run status sensors move past
-    the run either way, so its alerts are then not raised. Returns how many were new."""
+    """Insert the alerts not raised yet into ``public.alerts`` (committed first: the table is
+    what the API, the dashboard and Grafana read), then produce them to the ``alerts`` topic.
+    A failed delivery fails the sensor's tick (shown in the UI with the error); Dagster's run
+    status sensors move past the run either way, so those messages are then missing from the
+    topic, not from the table. Returns how many were new."""
     with warehouse.connect() as conn:
         known = {row[0] for row in conn.execute(
             "SELECT alert_id FROM public.alerts WHERE alert_id = ANY(%s)",
             ([a.alert_id for a in alerts],))}
         new = [a for a in alerts if a.alert_id not in known]
         insert_alerts(conn, new)
-        kafka.publish_alerts(new)
+    kafka.publish_alerts(new)
     return len(new)
 
 

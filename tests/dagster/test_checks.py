@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
 from globalmart.contracts import ALERTS_TOPIC
+from globalmart.embedded import free_port
 from globalmart.kafka import end_offsets, ensure_topics
 from globalmart_dagster.definitions import build_definitions
 from globalmart_dagster.defs.alerts import failed_check_alerts, failed_run_alerts
@@ -25,6 +26,7 @@ from globalmart_dagster.defs.checks import ALL_CHECKS
 from globalmart_dagster.defs.freshness import fact_freshness_checks
 from globalmart_dagster.defs.marts.assets import MARTS
 from globalmart_dagster.defs.warehouse.assets import fact_sales
+from globalmart_dagster.resources import KafkaResource, WarehouseResource
 from tests.dagster.conftest import DAY, Built, make_resources
 
 pytestmark = pytest.mark.slow
@@ -249,8 +251,9 @@ def _alert_rows(url: str) -> list[tuple[str, str, str, str]]:
 def test_a_failed_run_and_its_failed_checks_become_alerts(built: Built, clone, broker):
     """A build of a day's facts whose dates were deleted fails on its blocking checks: the
     failure sensor raises one critical alert for the run and one per failed check, in
-    public.alerts and on the alerts topic, once however often the tick is evaluated; a run
-    whose checks all pass raises none."""
+    public.alerts and on the alerts topic, once however often the tick is evaluated; with no
+    broker the tick fails and the rows are still stored; a run whose checks all pass raises
+    none."""
     bootstrap = broker.bootstrap_servers
     ensure_topics(bootstrap, [ALERTS_TOPIC], partitions=1)
     url = clone()
@@ -288,6 +291,17 @@ def test_a_failed_run_and_its_failed_checks_become_alerts(built: Built, clone, b
     failed_run_alerts(context)  # the same tick again: nothing raised twice
     assert _alert_rows(url) == rows
     assert len(_alerts_in_topic(bootstrap)) == len(rows)
+
+    elsewhere = clone()  # a broker that does not answer: the tick fails, the rows are kept
+    down = {"warehouse": WarehouseResource(database_url=elsewhere),
+            "kafka": KafkaResource(bootstrap_servers=f"127.0.0.1:{free_port()}",
+                                   timeout_seconds=2)}
+    with pytest.raises(RuntimeError, match="not delivered"):
+        failed_run_alerts(dg.build_run_status_sensor_context(
+            sensor_name="failed_run_alerts", dagster_event=result.get_run_failure_event(),
+            dagster_instance=instance, dagster_run=result.dagster_run, resources=down,
+        ).for_run_failure())
+    assert _alert_rows(elsewhere) == rows
 
     passing = clone()
     resources, result = daily_build(passing)
