@@ -28,32 +28,20 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.embedded import free_port
-from globalmart.kafka import end_offsets
+from globalmart.kafka import read_to_end
 
 GLOBALMART = str(Path(sys.executable).parent / "globalmart")
 
 
 def transactions_per_day(bootstrap: str) -> Counter[date]:
     """Distinct transactions per UTC day in the topic (the truth, read from the broker)."""
-    ends = {k: v for k, v in end_offsets(bootstrap, ["transactions"]).items() if v}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "history-replay-truth",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
     seen: dict[str, date] = {}
-    pending = set(ends)
-    while pending:
-        for message in consumer.consume(5000, timeout=1):
-            if message.error() is not None:
-                continue
-            event = json.loads(message.value())
-            seen.setdefault(event["event_id"], datetime.fromisoformat(
-                event["event_time"].replace("Z", "+00:00")).astimezone(UTC).date())
-            if message.offset() + 1 >= ends[(message.topic(), message.partition())]:
-                pending.discard((message.topic(), message.partition()))
-    consumer.close()
+    for value in read_to_end(bootstrap, ["transactions"], timeout=300):
+        event = json.loads(value)
+        seen.setdefault(event["event_id"], datetime.fromisoformat(
+            event["event_time"].replace("Z", "+00:00")).astimezone(UTC).date())
     return Counter(seen.values())
 
 

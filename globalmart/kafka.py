@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 INPUT_PARTITIONS = 3
@@ -83,3 +85,35 @@ def topic_end_offsets(bootstrap_servers: str, topics: Iterable[str], timeout: fl
         totals[topic] = totals.get(topic, 0) + end
     return totals
 
+
+def read_to_end(bootstrap_servers: str, topics: Iterable[str], timeout: float = 60.0
+                ) -> list[bytes]:
+    """The values of every message of ``topics``, from the beginning up to the end offsets of
+    the moment of the call (each partition in order; no consumer group offsets committed): what
+    the benchmarks and tests compute their truth from. Raises ``TimeoutError`` when the
+    partitions cannot be read to those ends within ``timeout`` seconds."""
+    ends = {key: end for key, end in end_offsets(bootstrap_servers, topics).items() if end}
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers,
+                         "group.id": f"globalmart-read-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False}, logger=_DebugLog())
+    values: list[bytes] = []
+    try:
+        consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+        pending = set(ends)
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {sorted(pending)} to their end offsets "
+                                   f"within {timeout:g} s")
+            for message in consumer.consume(1000, timeout=0.5):
+                if message.error() is not None:
+                    raise KafkaException(message.error())
+                key = (str(message.topic()), int(message.partition() or 0))
+                offset = int(message.offset() or 0)
+                if offset < ends[key]:
+                    values.append(message.value() or b"")
+                if offset + 1 >= ends[key]:
+                    pending.discard(key)
+    finally:
+        consumer.close()
+    return values

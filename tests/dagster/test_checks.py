@@ -14,12 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 import dagster as dg
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
 from globalmart.contracts import ALERTS_TOPIC
 from globalmart.embedded import free_port
-from globalmart.kafka import end_offsets, ensure_topics
+from globalmart.kafka import ensure_topics, read_to_end
 from globalmart_dagster.definitions import build_definitions
 from globalmart_dagster.defs.alerts import failed_check_alerts, failed_run_alerts
 from globalmart_dagster.defs.checks import ALL_CHECKS
@@ -226,20 +225,7 @@ def test_a_failing_blocking_check_keeps_the_marts_from_running(built: Built, clo
 
 def _alerts_in_topic(bootstrap: str) -> list[dict]:
     """Every message of the ``alerts`` topic (the test's broker holds only this test's)."""
-    ends = {k: v for k, v in end_offsets(bootstrap, [ALERTS_TOPIC]).items() if v}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "alerts-oracle",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
-    seen: list[dict] = []
-    pending = set(ends)
-    while pending:
-        for message in consumer.consume(100, timeout=1):
-            assert message.error() is None, message.error()
-            seen.append(json.loads(message.value()))
-            if message.offset() + 1 >= ends[(message.topic(), message.partition())]:
-                pending.discard((message.topic(), message.partition()))
-    consumer.close()
-    return seen
+    return [json.loads(value) for value in read_to_end(bootstrap, [ALERTS_TOPIC])]
 
 
 def _alert_rows(url: str) -> list[tuple[str, str, str, str]]:

@@ -19,9 +19,8 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from globalmart.kafka import end_offsets
+from globalmart.kafka import end_offsets, read_to_end
 from globalmart.settings import PlatformSettings
 from globalmart_dagster.constants import PRODUCT_WINDOW_DAYS, RFM_LOOKBACK_DAYS
 from globalmart_dagster.definitions import build_definitions
@@ -39,20 +38,10 @@ WORLD = ["--users", "300", "--products", "120", "--history-rate", "0.02"]
 
 def events_in_topic(bootstrap: str, topic: str = "transactions") -> dict[str, dict]:
     """Every event in ``topic``, once per event id (the test's own oracle)."""
-    ends = {k: v for k, v in end_offsets(bootstrap, [topic]).items() if v}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "completeness-oracle",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
     seen: dict[str, dict] = {}
-    pending = set(ends)
-    while pending:
-        for message in consumer.consume(1000, timeout=1):
-            assert message.error() is None, message.error()
-            event = json.loads(message.value())
-            seen.setdefault(event["event_id"], event)
-            if message.offset() + 1 >= ends[(message.topic(), message.partition())]:
-                pending.discard((message.topic(), message.partition()))
-    consumer.close()
+    for value in read_to_end(bootstrap, [topic]):
+        event = json.loads(value)
+        seen.setdefault(event["event_id"], event)
     return seen
 
 

@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from globalmart.embedded import free_port, port_is_free
-from globalmart.kafka import end_offsets
+from globalmart.kafka import read_to_end
 from tests.waiting import wait_until
 
 GLOBALMART = str(Path(sys.executable).parent / "globalmart")
@@ -175,27 +175,12 @@ def test_up_runs_the_whole_platform_and_a_first_start_fills_the_warehouse(up_fac
 
 def _transactions_in_topic(bootstrap: str) -> tuple[int, Decimal]:
     """The truth, read from the broker: distinct transactions and their revenue (Σ lines)."""
-    ends = {key: end for key, end in end_offsets(bootstrap, ["transactions"]).items() if end}
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-up-truth",
-                         "enable.auto.commit": False})
     revenue: dict[str, Decimal] = {}
-    try:
-        consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
-        pending = set(ends)
-        deadline = time.monotonic() + 60
-        while pending and time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=0.5):
-                if message.error() is not None:
-                    continue
-                event = json.loads(message.value())
-                revenue[event["event_id"]] = sum(
-                    (Decimal(str(line["unit_price"])) * line["quantity"]
-                     for line in event["items"]), Decimal(0))
-                if message.offset() + 1 >= ends[(message.topic(), message.partition())]:
-                    pending.discard((message.topic(), message.partition()))
-        assert not pending, f"could not read the topic to its end: {pending}"
-    finally:
-        consumer.close()
+    for value in read_to_end(bootstrap, ["transactions"]):
+        event = json.loads(value)
+        revenue[event["event_id"]] = sum(
+            (Decimal(str(line["unit_price"])) * line["quantity"] for line in event["items"]),
+            Decimal(0))
     return len(revenue), sum(revenue.values(), Decimal(0))
 
 
