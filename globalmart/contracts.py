@@ -77,6 +77,14 @@ def contract_settings() -> ContractSettings:
     return ContractSettings()
 
 
+def contract_environment() -> dict[str, str]:
+    """The contract's settings in effect here, as the ``GLOBALMART_CONTRACT_*`` variables that
+    set them: for the processes that validate elsewhere (Spark's executors)."""
+    prefix = ContractSettings.model_config.get("env_prefix", "")
+    return {f"{prefix}{name}".upper(): str(value)
+            for name, value in contract_settings().model_dump().items()}
+
+
 def _near_now(moment: datetime) -> datetime:
     """``moment`` if it lies within the contract's window around now (see
     :class:`ContractSettings`)."""

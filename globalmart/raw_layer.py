@@ -16,6 +16,7 @@ from datetime import date
 import pyarrow as pa
 from pyspark.sql.types import (
     ArrayType,
+    BinaryType,
     DataType,
     DateType,
     DecimalType,
@@ -81,6 +82,8 @@ def arrow_type(dtype: DataType) -> pa.DataType:
     """The Arrow type Spark reads back as ``dtype`` (timestamps as UTC microseconds)."""
     if isinstance(dtype, StringType):
         return pa.string()
+    if isinstance(dtype, BinaryType):
+        return pa.binary()
     if isinstance(dtype, TimestampType):
         return pa.timestamp("us", tz="UTC")
     if isinstance(dtype, IntegerType):

@@ -2,12 +2,14 @@
 
 One query, ``realtime``, reads the four input topics every ``trigger_interval`` (checkpoint
 under ``<checkpoints>/realtime``). Each micro-batch is one Spark job: the Kafka source's
-partitions are read in parallel and collected to the driver as one Arrow table, where the batch
-is validated once, de-duplicated against ``stream_state.seen_events`` and aggregated with pandas
-(``streaming.transforms``); dead letters, sales and order metrics, anomalies, stock, alerts,
-sessions and the batch's raw-layer rows (buffered in ``stream_state.raw_buffer``) are committed
-in one PostgreSQL transaction. No shuffle and no Spark state store runs per batch: at this
-product's event rates the fixed cost of Spark stages, not the data, dominated.
+partitions are read and validated in parallel on the executors (``mapInArrow``,
+:func:`streaming.transforms.parse.validate_batches`) and collected to the driver as one typed
+Arrow table, where the batch is de-duplicated against ``stream_state.seen_events`` and
+aggregated with pandas (``streaming.transforms``); dead letters, sales and order metrics,
+anomalies, stock, alerts, sessions and the batch's raw-layer rows (buffered in
+``stream_state.raw_buffer``) are committed in one PostgreSQL transaction. No shuffle and no
+Spark state store runs per batch: at this product's event rates the fixed cost of Spark
+stages, not the data, dominated.
 
 Every ``raw_flush_interval``, and when the application stops, :class:`streaming.sinks.raw.RawLayer`
 writes the buffered rows to the Parquet raw layer (one file per topic and day), so the lake
@@ -32,7 +34,7 @@ from functools import partial
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS
+from globalmart.contracts import ALL_TOPICS, INPUT_TOPICS, contract_environment
 from globalmart.lake import local_path, spark_url
 from globalmart.raw_layer import FILE_GLOB, raw_path
 from globalmart.settings import PlatformSettings
@@ -45,6 +47,7 @@ from streaming.sinks.batch import BatchStats, RealtimeSink
 from streaming.sinks.raw import RawLayer
 from streaming.sinks.store import Postgres
 from streaming.sinks.topics import TopicWriter
+from streaming.transforms.parse import validate_stream
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +163,7 @@ def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
         checkpoint = f"{w.checkpoints}/{REALTIME_QUERY}"
         check_checkpoint(w.platform.db_url, w.platform.lake, REALTIME_QUERY, checkpoint)
         records = read_topics(w.spark, s, bootstrap, tuple(INPUT_TOPICS))
-        return (records.writeStream.queryName(REALTIME_QUERY).outputMode("append")
+        return (validate_stream(records).writeStream.queryName(REALTIME_QUERY).outputMode("append")
                 .foreachBatch(sink).option("checkpointLocation", spark_url(checkpoint)))
 
     return {REALTIME_QUERY: build}
@@ -293,7 +296,10 @@ def run(settings: StreamingSettings, platform: PlatformSettings, available_now: 
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    spark = build_spark_session("globalmart-stream", settings.master, extra_conf=SPARK_CONF)
+    executors = {f"spark.executorEnv.{name}": value  # they validate against the contracts
+                 for name, value in contract_environment().items()}
+    spark = build_spark_session("globalmart-stream", settings.master,
+                                extra_conf={**SPARK_CONF, **executors})
     try:
         return serve(spark, settings, platform, stop, available_now, echo)
     finally:

@@ -1,6 +1,6 @@
-"""The micro-batch of the realtime query: its Kafka records collected to the driver, and
-:class:`RealtimeSink`, the query's foreachBatch, which takes one batch through validation,
-de-duplication (:mod:`streaming.sinks.state`) and each output module once, in one PostgreSQL
+"""The micro-batch of the realtime query: its records, validated on the executors, collected
+to the driver, and :class:`RealtimeSink`, the query's foreachBatch, which takes one batch
+through de-duplication (:mod:`streaming.sinks.state`) and each output module once, in one PostgreSQL
 transaction (:meth:`streaming.sinks.store.Postgres.run_batch`). :class:`BatchStats` hands
 what a batch did to the pipeline-metrics listener."""
 
@@ -34,7 +34,7 @@ from streaming.sinks.state import Accepted, accept_batch
 from streaming.sinks.stock import apply_stock_movements, stock_rows
 from streaming.sinks.store import Postgres
 from streaming.sinks.topics import TopicWriter
-from streaming.transforms.parse import KAFKA_COLUMNS, of_topic, reject, validate
+from streaming.transforms.parse import check_records, frame, of_topic, reject, unship
 from streaming.transforms.sales import orders, transaction_lines
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,11 @@ RECORD_ERRORS: tuple[type[BaseException], ...] = (
 SYSTEMIC = 20
 
 
-def collect_records(batch: DataFrame) -> pa.Table:
-    """A micro-batch's Kafka records (topic, partition, offset, value) on the driver, in one
-    Spark job with no shuffle."""
-    return batch.select(*KAFKA_COLUMNS).toArrow()
+def collect_validated(batch: DataFrame) -> pa.Table:
+    """A micro-batch's records as the executors validated them (see
+    :func:`streaming.transforms.parse.validate_stream`), on the driver, in one Spark job with
+    no shuffle."""
+    return unship(batch.toArrow())
 
 
 @dataclass
@@ -109,11 +110,11 @@ class BatchStats:
 
 
 class RealtimeSink:
-    """foreachBatch of the realtime query over the four input topics. A batch's records are
-    collected once, validated once (rejects to the ``dead_letter`` topic and table),
-    de-duplicated by (topic, event_id) within the watermark, and turned into sales and order
-    metrics, anomalies, stock, alerts, sessions and buffered raw-layer rows, all committed in
-    one PostgreSQL transaction."""
+    """foreachBatch of the realtime query over the four input topics. A batch's records,
+    validated on the executors, are collected once (rejects to the ``dead_letter`` topic and
+    table), de-duplicated by (topic, event_id) within the watermark, and turned into sales and
+    order metrics, anomalies, stock, alerts, sessions and buffered raw-layer rows, all
+    committed in one PostgreSQL transaction."""
 
     def __init__(self, query_name: str, postgres: Postgres, writer: TopicWriter | None,
                  notifier: Notifier, stats: BatchStats, lateness: timedelta,
@@ -127,50 +128,52 @@ class RealtimeSink:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        records = collect_records(batch)
-        log.debug("%s batch %d: %d records collected in %.0f ms", self.query_name, batch_id,
-                  records.num_rows, (time.monotonic() - started) * 1000)
-        self.process(records, batch_id)
+        validated = collect_validated(batch)
+        log.debug("%s batch %d: %d records validated and collected in %.0f ms", self.query_name,
+                  batch_id, validated.num_rows, (time.monotonic() - started) * 1000)
+        self.write_batch(validated, batch_id)
 
     def process(self, records: pa.Table, batch_id: int) -> BatchResult:
-        """Validate, de-duplicate, compute and commit one batch of Kafka records. Python's
-        cyclic garbage collector is paused meanwhile: the batch's many short-lived objects
-        would otherwise trigger full collections over the driver's heap (~10 % of the time);
-        what they leave is collected after the batch."""
+        """Validate one batch of Kafka records in this process and write it (tests and tools;
+        the query's executors validate its batches)."""
+        return self.write_batch(check_records(records), batch_id)
+
+    def write_batch(self, validated: pa.Table, batch_id: int) -> BatchResult:
+        """De-duplicate, compute and commit one batch of validated records. Python's cyclic
+        garbage collector is paused meanwhile: the batch's many short-lived objects would
+        otherwise trigger full collections over the driver's heap (~10 % of the time); what
+        they leave is collected after the batch."""
         collecting = gc.isenabled()
         gc.disable()
         try:
             with bound(query=self.query_name, batch_id=batch_id):
-                return self._process(records, batch_id)
+                return self._write_batch(frame(validated), batch_id)
         finally:
             if collecting:
                 gc.enable()
 
-    def _process(self, records: pa.Table, batch_id: int) -> BatchResult:
+    def _write_batch(self, validated: pd.DataFrame, batch_id: int) -> BatchResult:
         started = time.monotonic()
-        validated = validate(records)
-        validated_at = time.monotonic()
         outcome: list[BatchResult] = []
         alerts: list[Alert] = []
 
         def work(conn: psycopg.Connection) -> None:
             outcome.clear()
             alerts.clear()
-            outcome.extend(self.write_isolating(conn, validated, records, batch_id, alerts))
+            outcome.extend(self.write_isolating(conn, validated, batch_id, alerts))
 
         if self.postgres.run_batch(self.query_name, batch_id, work):
             self.notifier.notify(alerts)
         result = BatchResult.total(outcome)
         self.stats.record(self.query_name, batch_id, result)
-        log.debug("%s batch %d: %d records (%d rejected) validated in %.0f ms; %d rows computed "
-                  "and committed in %.0f ms", self.query_name, batch_id, records.num_rows,
-                  validated["reason"].notna().sum(), (validated_at - started) * 1000,
-                  result.rows, (time.monotonic() - validated_at) * 1000)
+        log.debug("%s batch %d: %d records (%d rejected); %d rows computed and committed in "
+                  "%.0f ms", self.query_name, batch_id, len(validated),
+                  validated["reason"].notna().sum(), result.rows,
+                  (time.monotonic() - started) * 1000)
         return result
 
     def write_isolating(self, conn: psycopg.Connection, validated: pd.DataFrame,
-                        records: pa.Table, batch_id: int, alerts: list[Alert]
-                        ) -> list[BatchResult]:
+                        batch_id: int, alerts: list[Alert]) -> list[BatchResult]:
         """Write a validated batch (in the batch's transaction). When that fails on what some
         records hold (a value a column, Arrow or the driver cannot take, a sum that
         overflows), the batch is split in halves, each written in a savepoint and split again
@@ -184,8 +187,7 @@ class RealtimeSink:
         def attempt(part: pd.DataFrame) -> None:
             try:
                 with conn.transaction():  # a savepoint: a failed part leaves no trace
-                    results.append(self.write(conn, part, records, batch_id, len(results),
-                                              alerts))
+                    results.append(self.write(conn, part, batch_id, len(results), alerts))
             except RECORD_ERRORS as exc:
                 if len(part) == 1:
                     offenders[int(part.index[0])] = f"cannot be stored: {type(exc).__name__}: {exc}"
@@ -204,12 +206,12 @@ class RealtimeSink:
                                    f"first error: {next(iter(offenders.values()))}")
             log.warning("%s batch %d: %d records cannot be stored; dead-lettered",
                         self.query_name, batch_id, len(offenders))
-            results.append(self.write(conn, reject(validated, records, offenders), records,
-                                      batch_id, len(results), alerts))
+            results.append(self.write(conn, reject(validated, offenders), batch_id,
+                                      len(results), alerts))
         return results
 
-    def write(self, conn: psycopg.Connection, validated: pd.DataFrame, records: pa.Table,
-              batch_id: int, part: int, alerts: list[Alert]) -> BatchResult:
+    def write(self, conn: psycopg.Connection, validated: pd.DataFrame, batch_id: int,
+              part: int, alerts: list[Alert]) -> BatchResult:
         """Write (part of) a validated batch: accept its events, record its offsets and its
         day ledger, deliver its dead letters (conflicting duplicates among them), write what
         its events change and publish the alerts raised."""
@@ -220,8 +222,7 @@ class RealtimeSink:
         record_offsets(conn, self.query_name, batch_id, validated)
         write_ledger(conn, ledger_rows(pd.concat([accepted.events, accepted.admitted]),
                                        accepted.left_out))
-        letters = dead_letters(pd.concat([validated, reject(validated, records,
-                                                            accepted.conflicts)]),
+        letters = dead_letters(pd.concat([validated, reject(validated, accepted.conflicts)]),
                                datetime.now(UTC))
         result.rejected = len(letters)
         delivered = deliver_dead_letters(conn, self.writer, letters, self.lake)

@@ -5,29 +5,30 @@ revenue in ``fact_sales`` = accepted + left out, to the cent."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 import psycopg
 
 from streaming.transforms.parse import of_topic
+from streaming.transforms.sales import line_totals, money
 
 
 def ledger_rows(accepted: pd.DataFrame, late: pd.DataFrame) -> list[dict[str, Any]]:
     """Per event date, the accepted and late transactions of a batch and their revenue (no
     I/O)."""
-    days: dict[Any, dict[str, Any]] = {}
+    parts = []
     for kind, events in (("accepted", accepted), ("late", late)):
         transactions = of_topic(events, "transactions")
-        for event in transactions["event"]:
-            row = days.setdefault(event.event_time.date(), {
-                "event_date": event.event_time.date(), "accepted_transactions": 0,
-                "accepted_revenue": Decimal("0.00"), "late_transactions": 0,
-                "late_revenue": Decimal("0.00")})
-            row[f"{kind}_transactions"] += 1
-            row[f"{kind}_revenue"] += event.lines_total
-    return [days[day] for day in sorted(days)]
+        parts.append(pd.DataFrame({"event_date": transactions["event_time"].dt.date.to_numpy(),
+                                   f"{kind}_transactions": 1,
+                                   f"{kind}_revenue": line_totals(transactions)}))
+    days = (pd.concat(parts).groupby("event_date", sort=True).sum(min_count=0)
+            .fillna(0).astype("int64"))
+    return [{"event_date": day, "accepted_transactions": int(row["accepted_transactions"]),
+             "accepted_revenue": money(row["accepted_revenue"]),
+             "late_transactions": int(row["late_transactions"]),
+             "late_revenue": money(row["late_revenue"])} for day, row in days.iterrows()]
 
 
 def write_ledger(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> None:

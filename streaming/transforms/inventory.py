@@ -4,6 +4,7 @@ initial stock (``source.products``) and the running totals live."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 MOVEMENT_COLUMNS = ["product_id", "units_sold", "units_restocked", "units_adjusted"]
@@ -20,10 +21,11 @@ def units_sold(lines: pd.DataFrame) -> pd.DataFrame:
 def stock_movements(inventory_events: pd.DataFrame) -> pd.DataFrame:
     """Restocked and adjusted units per product in the valid ``inventory_events`` (movement
     columns, units sold 0)."""
-    moves = pd.DataFrame(
-        [(e.product_id, e.quantity_delta if e.kind == "restock" else 0,
-          e.quantity_delta if e.kind == "adjustment" else 0) for e in inventory_events["event"]],
-        columns=["product_id", "units_restocked", "units_adjusted"])
+    kind = inventory_events["kind"].to_numpy()
+    delta = inventory_events["quantity_delta"].to_numpy(dtype="int64")
+    moves = pd.DataFrame({"product_id": inventory_events["product_id"].to_numpy(),
+                          "units_restocked": np.where(kind == "restock", delta, 0),
+                          "units_adjusted": np.where(kind == "adjustment", delta, 0)})
     grouped = moves.groupby("product_id", sort=True).sum().reset_index()
     grouped["units_sold"] = 0
     return grouped[MOVEMENT_COLUMNS].astype({"units_restocked": "int64",

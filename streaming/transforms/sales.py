@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -36,36 +40,73 @@ def money(value: int) -> Decimal:
     return Decimal(int(value)).scaleb(-2)
 
 
-def _times(events: pd.Series) -> list:
-    return [e.event_time for e in events]
+def _cents(amounts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Two-place decimals as integer cents (exact)."""
+    return pc.cast(pc.multiply(amounts, pa.scalar(Decimal(100), pa.decimal128(3, 0))),
+                   pa.int64()).to_numpy()
+
+
+class _Lines(NamedTuple):
+    """The line items of some transactions, flattened: each line's transaction (its position
+    among them), product, category, quantity and revenue in cents."""
+
+    parents: np.ndarray
+    product_id: np.ndarray
+    category: np.ndarray
+    quantity: np.ndarray
+    cents: np.ndarray
+
+
+def _lines(transactions: pd.DataFrame) -> _Lines:
+    items = pa.array(transactions["items"])
+    lines = pc.list_flatten(items)
+    quantity = pc.struct_field(lines, "quantity").to_numpy().astype("int64")
+    return _Lines(pc.list_parent_indices(items).to_numpy(),
+                  pc.struct_field(lines, "product_id").to_numpy(zero_copy_only=False),
+                  pc.struct_field(lines, "category").to_numpy(zero_copy_only=False),
+                  quantity, quantity * _cents(pc.struct_field(lines, "unit_price")))
+
+
+def _per_transaction(lines: _Lines, count: int) -> pd.DataFrame:
+    """Per transaction (0 … count-1): lines_cents, units and max_quantity of its lines."""
+    return (pd.DataFrame({"parent": lines.parents, "cents": lines.cents,
+                          "quantity": lines.quantity})
+            .groupby("parent").agg(lines_cents=("cents", "sum"), units=("quantity", "sum"),
+                                   max_quantity=("quantity", "max"))
+            .reindex(range(count), fill_value=0))
+
+
+def line_totals(transactions: pd.DataFrame) -> np.ndarray:
+    """Σ quantity × unit_price of each valid transaction's lines, in cents, in order."""
+    return _per_transaction(_lines(transactions), len(transactions))["lines_cents"].to_numpy()
 
 
 def orders(transactions: pd.DataFrame) -> pd.DataFrame:
     """One row per valid transaction (rows of :func:`streaming.transforms.parse.validate`):
     transaction_id, user_id, event_time, country, total_cents (as sent), lines_cents
     (Σ quantity × unit_price), units and max_quantity (of a line)."""
-    rows = []
-    for e in transactions["event"]:
-        line_cents = [item.quantity * cents(item.unit_price) for item in e.items]
-        quantities = [item.quantity for item in e.items]
-        rows.append((e.transaction_id, e.user_id, e.country, cents(e.total_amount),
-                     sum(line_cents), sum(quantities), max(quantities)))
-    frame = pd.DataFrame(rows, columns=["transaction_id", "user_id", "country", "total_cents",
-                                        "lines_cents", "units", "max_quantity"])
-    frame.insert(2, "event_time", pd.to_datetime(_times(transactions["event"]), utc=True))
-    return frame.astype({"total_cents": "int64", "lines_cents": "int64", "units": "int64",
-                         "max_quantity": "int64"})
+    per = _per_transaction(_lines(transactions), len(transactions))
+    return pd.DataFrame({
+        "transaction_id": transactions["transaction_id"].to_numpy(),
+        "user_id": transactions["user_id"].to_numpy(),
+        "event_time": transactions["event_time"].array,
+        "country": transactions["country"].to_numpy(),
+        "total_cents": _cents(pa.array(transactions["total_amount"])),
+        **{name: per[name].to_numpy(dtype="int64") for name in per.columns}},
+        columns=ORDER_COLUMNS)
 
 
 def transaction_lines(transactions: pd.DataFrame) -> pd.DataFrame:
     """One row per line of the valid transactions: transaction_id, user_id, event_time, country,
     product_id, category, quantity, line_cents."""
-    rows = [(e.transaction_id, e.user_id, e.event_time, e.country, item.product_id,
-             item.category, item.quantity, item.quantity * cents(item.unit_price))
-            for e in transactions["event"] for item in e.items]
-    frame = pd.DataFrame(rows, columns=LINE_COLUMNS)
-    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
-    return frame.astype({"quantity": "int64", "line_cents": "int64"})
+    lines = _lines(transactions)
+    return pd.DataFrame({
+        "transaction_id": transactions["transaction_id"].to_numpy()[lines.parents],
+        "user_id": transactions["user_id"].to_numpy()[lines.parents],
+        "event_time": transactions["event_time"].array.take(lines.parents),
+        "country": transactions["country"].to_numpy()[lines.parents],
+        "product_id": lines.product_id, "category": lines.category,
+        "quantity": lines.quantity, "line_cents": lines.cents}, columns=LINE_COLUMNS)
 
 
 def _window(times: pd.Series, width: timedelta) -> pd.Series:

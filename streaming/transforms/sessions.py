@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 
-from streaming.transforms.sales import cents, money
+from streaming.transforms.sales import line_totals, money
 
 SESSION_GAP = timedelta(minutes=30)
 ABANDONMENT_MINUTES = 15
@@ -20,29 +21,23 @@ _COUNTS = {"view": "page_views", "add": "cart_adds", "remove": "cart_removes",
            "purchase": "purchases"}
 
 
-def _kind(topic: str, event) -> str:
-    if topic == "product_views":
-        return "view"
-    if topic == "cart_events":
-        return event.action
-    return "purchase"
-
-
 def session_activity(events: pd.DataFrame) -> pd.DataFrame:
     """Valid product views, cart events and transactions (rows of
     :func:`streaming.transforms.parse.validate`) as one activity stream: event_id, event_time,
     user_id, session_id, kind (view, add, remove, update, purchase) and revenue_cents (Σ lines
     of a purchase, else 0)."""
     chosen = events[events["topic"].isin(SESSION_TOPICS) & events["reason"].isna()]
-    rows = [(e.user_id, e.session_id, _kind(topic, e),
-             sum(i.quantity * cents(i.unit_price) for i in e.items) if topic == "transactions"
-             else 0)
-            for topic, e in zip(chosen["topic"], chosen["event"], strict=True)]
-    frame = pd.DataFrame(rows, columns=["user_id", "session_id", "kind", "revenue_cents"],
-                         index=chosen.index)
-    frame.insert(0, "event_id", chosen["event_id"])
-    frame.insert(1, "event_time", chosen["event_time"])
-    return frame.astype({"revenue_cents": "int64"})[ACTIVITY_COLUMNS]
+    topic = chosen["topic"].to_numpy()
+    purchase = topic == "transactions"
+    revenue = np.zeros(len(chosen), dtype="int64")
+    revenue[purchase] = line_totals(chosen[purchase])
+    return pd.DataFrame({
+        "event_id": chosen["event_id"], "event_time": chosen["event_time"],
+        "user_id": chosen["user_id"].to_numpy(), "session_id": chosen["session_id"].to_numpy(),
+        "kind": np.where(topic == "product_views", "view",
+                         np.where(topic == "cart_events", chosen["action"].to_numpy(),
+                                  "purchase")).astype(object),
+        "revenue_cents": revenue}, index=chosen.index, columns=ACTIVITY_COLUMNS)
 
 
 def _timestamps(values: pd.Series) -> pd.Series:

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from streaming.notifier import LogNotifier
 from streaming.sinks.batch import BatchStats, RealtimeSink
 from streaming.sinks.store import Postgres
+from streaming.transforms.parse import validate_stream
 from tests.streaming.events import at, line, transaction
 
 SCHEMA = "topic string, partition int, offset long, timestamp timestamp, value string"
@@ -40,7 +41,7 @@ def replay(spark, db: str, tmp_path, late_window: timedelta) -> tuple[list, list
                .withColumn("value", F.col("value").cast("binary")))
     sink = RealtimeSink("realtime", Postgres(db), None, LogNotifier(), BatchStats(),
                         timedelta(minutes=10), 0.8, late_window=late_window)
-    query = (records.writeStream.foreachBatch(sink)
+    query = (validate_stream(records).writeStream.foreachBatch(sink)
              .option("checkpointLocation", str(tmp_path / "checkpoint")).start())
     try:
         first = tx(at(minutes=0, seconds=10), "1.00")

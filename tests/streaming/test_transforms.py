@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -10,7 +11,17 @@ from streaming.sinks.store import frame_rows
 from streaming.transforms.anomalies import rule_anomalies, user_transactions
 from streaming.transforms.dedup import first_copies, on_time
 from streaming.transforms.inventory import stock_changes, stock_movements, units_sold
-from streaming.transforms.parse import accepted, of_topic, rejected, valid, validate
+from streaming.transforms.parse import (
+    _typed,
+    accepted,
+    check_records,
+    of_topic,
+    rejected,
+    unship,
+    valid,
+    validate,
+    validate_stream,
+)
 from streaming.transforms.sales import (
     HOUR,
     order_metrics,
@@ -310,3 +321,32 @@ def test_session_figures_and_purchase_after_cart() -> None:
         "transactions": [transaction(user="d", time=at(minutes=15, seconds=1))],
     })
     assert late["converted"] and not late["purchased_after_last_add"]
+
+
+def test_the_executors_hand_the_driver_what_validation_here_gives(spark) -> None:
+    """Records validated in Spark's tasks (mapInArrow, shipped as Arrow IPC) arrive on the
+    driver with the verdicts and the typed fields of the same validation run
+    here, across tasks and an empty task."""
+    rows = ([record(t, p, partition=n % 3) for n, (t, p) in enumerate(GOOD)]
+            + [record(t, p) for t, p, _ in BAD] + [record("transactions", b"\xff{")])
+    batch = records(rows)
+    local = check_records(batch)
+    shipped = spark.createDataFrame(batch.to_pandas()).repartition(4)
+    arrived = unship(validate_stream(shipped).toArrow())
+    assert arrived.schema == local.schema
+    key = [("kafka_offset", "ascending")]
+    assert arrived.sort_by(key).drop_columns("event_time").equals(
+        local.sort_by(key).drop_columns("event_time"))
+    assert arrived.sort_by(key)["event_time"].to_pylist() == local.sort_by(key)[
+        "event_time"].to_pylist()
+    assert unship(validate_stream(shipped.limit(0)).toArrow()).num_rows == 0
+
+
+def test_a_valid_event_no_column_can_hold_is_rejected_alone() -> None:
+    """Beyond the contract (a model built without validation), a value the typed column
+    cannot take fails that event only, with the error as its reason."""
+    events = [parse_event("cart_events", json.dumps(cart()).encode()) for _ in range(3)]
+    events[1] = events[1].model_copy(update={"quantity": 2**40})
+    table, failed = _typed("cart_events", events)
+    assert list(failed) == [1] and "cannot be stored" in failed[1]
+    assert table["quantity"].to_pylist() == [events[0].quantity, events[2].quantity]
