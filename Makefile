@@ -32,9 +32,11 @@ test: install  ## the full test suite against the real local services
 test-fast: install  ## a quick loop: no slow test and nothing of tests/e2e (real subprocesses)
 	$(BIN)/pytest -m "not slow" --ignore=tests/e2e
 
-lint: install  ## ruff and mypy, as CI runs them
+lint: install  ## ruff, mypy and `dg check defs` (defs.yaml and the definitions load), as CI runs them
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	home=$$(mktemp -d) && VIRTUAL_ENV=$(abspath $(VENV)) DAGSTER_HOME=$$home $(BIN)/dg check defs; \
+	  status=$$?; rm -rf $$home; exit $$status
 
 format: install
 	$(BIN)/ruff check --fix .

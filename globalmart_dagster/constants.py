@@ -1,12 +1,9 @@
-"""Names shared across the code location: groups, key prefixes, topics, owners."""
+"""Names shared across the code location: key prefixes, schemas, topics, windows of the marts.
+(Groups and owners are set per folder of ``defs/``, in its ``defs.yaml``.)"""
 
 from __future__ import annotations
 
 from globalmart.contracts import INPUT_TOPICS
-
-RAW_GROUP = "raw"
-WAREHOUSE_GROUP = "warehouse"
-MARTS_GROUP = "marts"
 
 RAW_PREFIX = "raw"
 WAREHOUSE_PREFIX = "warehouse"
@@ -17,8 +14,6 @@ WAREHOUSE_SCHEMA = "warehouse"
 MARTS_SCHEMA = "marts"
 
 RAW_TOPICS: tuple[str, ...] = tuple(INPUT_TOPICS)
-
-OWNERS = ["team:data-platform"]
 
 # Windows of the marts.
 RFM_LOOKBACK_DAYS = 365

@@ -1,10 +1,11 @@
 """What the code location's resources are (their wiring from the environment lives in
-``defs/resources.py``).
+``wiring.py``).
 
 - :class:`WarehouseResource`: the PostgreSQL database that holds ``source``, ``warehouse``,
   the streaming tables and (with the PostgreSQL backend) ``marts``.
 - :class:`LakeResource`: the Parquet lake the streaming app writes (a path or a URL).
 - :class:`KafkaResource`: the broker, for the sensor's end offsets.
+- :class:`DayBuildsResource`: how the complete-days sensor paces the builds.
 - Mart storage is an IO manager per backend behind one interface, :class:`MartIOManager`:
   mart assets return a pandas DataFrame and never know where it goes.
   :class:`PostgresMartIOManager` writes ``marts.<asset>``; :class:`MongoMartIOManager` writes the
@@ -144,6 +145,14 @@ class LakeResource(dg.ConfigurableResource):
         files = [i for i in fs.get_file_info(selector)
                  if i.type == pa_fs.FileType.File and is_raw_file(i.base_name)]
         return len(files), sum(i.size or 0 for i in files)
+
+
+class DayBuildsResource(dg.ConfigurableResource):
+    """How the complete-days sensor paces the builds: how far the stream's event time must pass
+    midnight before a day counts as closed, and how many days one tick may request."""
+
+    day_close_delay_minutes: int = 5
+    max_days_per_tick: int = 7
 
 
 class KafkaResource(dg.ConfigurableResource):

@@ -138,12 +138,14 @@ def _components(settings: PlatformSettings, runtime: RuntimeSettings, rate: floa
                   env={"GLOBALMART_STREAM_METRICS_PORT": str(runtime.stream_metrics_port)}),
         Component(
             "dagster",
-            [_bin("dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
+            # the Dagster project of pyproject.toml's [tool.dg], in this interpreter's venv
+            [_bin("dg"), "dev", "--target-path", str(REPO_ROOT), "--use-active-venv",
              "-h", "127.0.0.1", "-p", str(runtime.dagster_port)],
             f"http://127.0.0.1:{runtime.dagster_port}",
             port=runtime.dagster_port, port_variable="GLOBALMART_DAGSTER_PORT",
             health_url=f"http://127.0.0.1:{runtime.dagster_port}/server_info",
-            env={"DAGSTER_HOME": str(dagster_home), **_dagster_storage_env(settings.db_url)},
+            env={"DAGSTER_HOME": str(dagster_home), "VIRTUAL_ENV": sys.prefix,
+                 **_dagster_storage_env(settings.db_url)},
         ),
         Component(
             "api",

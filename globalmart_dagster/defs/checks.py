@@ -18,25 +18,18 @@ import pyarrow as pa
 from psycopg import sql
 
 from globalmart.vocabulary import RECONCILIATION_CHECK, SEGMENTS
-from globalmart_dagster.defs.marts.assets import customer_rfm_analysis
-from globalmart_dagster.defs.warehouse.assets import (
-    dim_customer,
-    dim_date,
-    dim_location,
-    dim_product,
-    fact_sales,
-    fact_sessions,
-)
+from globalmart_dagster.defs.marts import assets as mart_assets
+from globalmart_dagster.defs.warehouse import assets as warehouse_assets
 from globalmart_dagster.resources import LakeResource, WarehouseResource
 
 # table asset, table name, key columns, partitioned by event_date
 KEYED_TABLES: list[tuple[dg.AssetsDefinition, str, tuple[str, ...], bool]] = [
-    (dim_date, "dim_date", ("date_key",), False),
-    (dim_customer, "dim_customer", ("customer_key",), False),
-    (dim_product, "dim_product", ("product_id",), False),
-    (dim_location, "dim_location", ("location_key",), False),
-    (fact_sales, "fact_sales", ("transaction_id", "line_number"), True),
-    (fact_sessions, "fact_sessions", ("event_date", "session_id"), True),
+    (warehouse_assets.dim_date, "dim_date", ("date_key",), False),
+    (warehouse_assets.dim_customer, "dim_customer", ("customer_key",), False),
+    (warehouse_assets.dim_product, "dim_product", ("product_id",), False),
+    (warehouse_assets.dim_location, "dim_location", ("location_key",), False),
+    (warehouse_assets.fact_sales, "fact_sales", ("transaction_id", "line_number"), True),
+    (warehouse_assets.fact_sessions, "fact_sessions", ("event_date", "session_id"), True),
 ]
 
 # fact, column, dimension, dimension column
@@ -136,7 +129,7 @@ def _foreign_key_check(asset: dg.AssetsDefinition, table: str) -> dg.AssetChecks
     return foreign_keys_exist
 
 
-@dg.asset_check(asset=dim_customer, name="one_current_version", blocking=True,
+@dg.asset_check(asset=warehouse_assets.dim_customer, name="one_current_version", blocking=True,
                 description="Each customer has exactly one current version, and versions of a "
                             "customer do not overlap in time.")
 def one_current_version(context: dg.AssetCheckExecutionContext,
@@ -176,7 +169,7 @@ FROM public.stream_day_ledger WHERE event_date = %(day)s
 """
 
 
-@dg.asset_check(asset=fact_sales, name=RECONCILIATION_CHECK, blocking=True,
+@dg.asset_check(asset=warehouse_assets.fact_sales, name=RECONCILIATION_CHECK, blocking=True,
                 description="Per day, fact_sales holds exactly the raw layer's transactions "
                             "and revenue, and exactly what the stream accepted into the "
                             "real-time tables plus what it left out as late (its day ledger), "
@@ -211,7 +204,8 @@ def revenue_reconciles(context: dg.AssetCheckExecutionContext, warehouse: Wareho
                    context, compared=dg.MetadataValue.json(compared))
 
 
-@dg.asset_check(asset=customer_rfm_analysis, name="one_segment_per_customer", blocking=True,
+@dg.asset_check(asset=mart_assets.customer_rfm_analysis, name="one_segment_per_customer",
+                blocking=True,
                 description="Every customer of the snapshot appears once, in one of the eight "
                             "segments, with r, f and m scores in 1..5.")
 def one_segment_per_customer(context: dg.AssetCheckExecutionContext,
@@ -236,8 +230,8 @@ def one_segment_per_customer(context: dg.AssetCheckExecutionContext,
 WAREHOUSE_CHECKS: list[dg.AssetChecksDefinition] = [
     *(c for asset, table, keys, partitioned in KEYED_TABLES
       for c in _key_checks(asset, table, keys, partitioned)),
-    _foreign_key_check(fact_sales, "fact_sales"),
-    _foreign_key_check(fact_sessions, "fact_sessions"),
+    _foreign_key_check(warehouse_assets.fact_sales, "fact_sales"),
+    _foreign_key_check(warehouse_assets.fact_sessions, "fact_sessions"),
     one_current_version,
     revenue_reconciles,
 ]

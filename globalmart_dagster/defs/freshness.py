@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from globalmart_dagster.defs.warehouse.assets import FACTS
+from globalmart_dagster.defs.warehouse import assets as warehouse_assets
 
 FACT_DEADLINE_CRON = "0 2 * * *"
 
 fact_freshness_checks = dg.build_time_partition_freshness_checks(
-    assets=FACTS, deadline_cron=FACT_DEADLINE_CRON, timezone="UTC",
+    assets=warehouse_assets.FACTS, deadline_cron=FACT_DEADLINE_CRON, timezone="UTC",
 )
 
 freshness_checks_sensor = dg.build_sensor_for_freshness_checks(

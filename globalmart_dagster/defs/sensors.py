@@ -41,7 +41,12 @@ from globalmart_dagster.constants import RAW_TOPICS
 from globalmart_dagster.defs.jobs import daily_warehouse_job, latest_marts_job
 from globalmart_dagster.defs.raw.assets import raw_asset_key
 from globalmart_dagster.partitions import daily_partitions
-from globalmart_dagster.resources import KafkaResource, LakeResource, WarehouseResource
+from globalmart_dagster.resources import (
+    DayBuildsResource,
+    KafkaResource,
+    LakeResource,
+    WarehouseResource,
+)
 from globalmart_dagster.settings import DagsterSettings
 
 PROGRESS_SQL = f"""
@@ -235,9 +240,9 @@ def _describe_short(day: str, short: Offsets) -> str:
                 "and throughput on the raw-layer assets.",
 )
 def complete_days_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
-                 warehouse: WarehouseResource, lake: LakeResource) -> dg.SensorResult:
+                         warehouse: WarehouseResource, lake: LakeResource,
+                         day_builds: DayBuildsResource) -> dg.SensorResult:
     """See the module docstring."""
-    settings = DagsterSettings()
     cursor = SensorCursor.parse(context.cursor)
     now = datetime.now(UTC).timestamp()
     ends = _partition_ends(context, kafka)
@@ -272,8 +277,8 @@ def complete_days_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResour
     first_day = min(versions) if versions else None
     earliest = date.fromisoformat(daily_partitions.start.strftime("%Y-%m-%d"))
     closed = days_closed(cursor.next_day or first_day, last_closed_day(
-        stream_time, timedelta(minutes=settings.day_close_delay_minutes)), earliest)
-    for closed_day in closed[:settings.max_days_per_tick]:
+        stream_time, timedelta(minutes=day_builds.day_close_delay_minutes)), earliest)
+    for closed_day in closed[:day_builds.max_days_per_tick]:
         fence_now(closed_day.isoformat())
 
     requests: list[dg.RunRequest] = []
@@ -281,7 +286,7 @@ def complete_days_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResour
     waiting: list[str] = []
     rebuilt: list[str] = []
     for day in sorted(fences):
-        if len(requests) >= settings.max_days_per_tick:
+        if len(requests) >= day_builds.max_days_per_tick:
             break
         short = short_of_fence(fences[day], raw_progress, ends or {})
         if short:

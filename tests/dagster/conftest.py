@@ -16,8 +16,8 @@ from psycopg.rows import dict_row
 
 from globalmart.settings import PlatformSettings
 from globalmart_dagster.definitions import build_definitions
-from globalmart_dagster.defs.resources import build_resources
 from globalmart_dagster.settings import DagsterSettings
+from globalmart_dagster.wiring import build_resources
 from tests.dagster.dataset import (
     Day,
     generated_day,

@@ -9,21 +9,24 @@ from pathlib import Path
 
 import dagster as dg
 
-from globalmart_dagster.constants import MARTS_GROUP, RAW_GROUP, WAREHOUSE_GROUP
-from globalmart_dagster.definitions import defs
-from globalmart_dagster.defs.resources import build_resources
+from globalmart_dagster.definitions import build_definitions
+from globalmart_dagster.wiring import build_resources
 
 REPO = Path(__file__).resolve().parents[2]
+defs = build_definitions(build_resources())
 
 
-def test_every_asset_has_a_description_group_and_owner():
+def test_every_asset_has_a_description_and_its_folders_group_and_owner():
+    """Groups and owners come from the defs.yaml of each folder of defs/ (one folder per key
+    prefix)."""
     graph = defs.resolve_asset_graph()
     nodes = list(graph.asset_nodes)
     assert len(nodes) == 15
     for node in nodes:
         assert node.description and len(node.description) > 40, node.key
-        assert node.group_name in {RAW_GROUP, WAREHOUSE_GROUP, MARTS_GROUP, "source"}, node.key
-        assert node.owners, node.key
+        assert node.group_name == node.key.path[0], node.key
+        assert node.owners == ["team:data-platform"], node.key
+    assert {n.group_name for n in nodes} == {"source", "raw", "warehouse", "marts"}
 
 
 def test_graph_layers_and_partitions():

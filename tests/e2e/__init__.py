@@ -1,3 +1,3 @@
 """End-to-end tests of the platform's processes as a user runs them (``globalmart up``,
-``stream``, ``generate``, ``dagster dev``): real subprocesses, minutes each. ``make test-fast``
+``stream``, ``generate``, ``dg dev``): real subprocesses, minutes each. ``make test-fast``
 leaves them out."""

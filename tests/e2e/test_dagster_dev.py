@@ -1,4 +1,4 @@
-"""``dagster dev`` as ``globalmart up`` starts it: instance storage in PostgreSQL through
+"""``dg dev`` as ``globalmart up`` starts it: instance storage in PostgreSQL through
 dagster.yaml's environment variables, webserver and daemons healthy, the complete-days sensor
 ticking, and a backfill of two days from the command line carried out by the daemon."""
 
@@ -40,7 +40,7 @@ RUNS_QUERY = """{ runsOrError(limit: 20) { ... on Runs { results { status
 
 @pytest.fixture
 def dagster_dev(make_database, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[dict]:
-    """``dagster dev`` on a free port with its own DAGSTER_HOME and storage database."""
+    """``dg dev`` on a free port with its own DAGSTER_HOME and storage database."""
     storage = urlsplit(make_database(migrate=False))
     url = make_database()
     lake = tmp_path / "lake"
@@ -60,15 +60,16 @@ def dagster_dev(make_database, broker: EmbeddedBroker, tmp_path: Path) -> Iterat
         "DAGSTER_PG_PASSWORD": storage.password or "", "DAGSTER_PG_DB": storage.path.lstrip("/"),
         "GLOBALMART_DATABASE_URL": url, "GLOBALMART_LAKE_PATH": str(lake),
         "GLOBALMART_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "GLOBALMART_DAGSTER_SENSOR_INTERVAL_SECONDS": "5",
+        "GLOBALMART_DAGSTER_SENSOR_INTERVAL_SECONDS": "5", "VIRTUAL_ENV": sys.prefix,
     }
     with open(tmp_path / "dagster.log", "wb") as log:
         process = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
+            [str(BIN / "dg"), "dev", "--target-path", str(REPO), "--use-active-venv",
              "-h", "127.0.0.1", "-p", str(port)],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        yield {"port": port, "env": env, "url": url, "process": process}
+        yield {"port": port, "env": env, "url": url, "process": process,
+               "log": tmp_path / "dagster.log"}
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -126,3 +127,4 @@ def test_dagster_dev_runs_sensors_and_a_cli_backfill(dagster_dev: dict):
         built = conn.execute("SELECT DISTINCT analysis_date FROM marts.customer_rfm_analysis "
                              "ORDER BY 1").fetchall()
     assert [r[0] for r in built] == list(DAYS)
+    assert "Use 'dg dev' instead" not in dagster_dev["log"].read_text(errors="replace")

@@ -11,16 +11,14 @@ import pandas as pd
 
 from globalmart_dagster.constants import (
     DAILY_TREND_DAYS,
-    MARTS_GROUP,
     MARTS_PREFIX,
     MONTHLY_TREND_MONTHS,
-    OWNERS,
     PRODUCT_WINDOW_DAYS,
     RFM_LOOKBACK_DAYS,
     WEEKLY_TREND_WEEKS,
 )
 from globalmart_dagster.defs.marts import transforms
-from globalmart_dagster.defs.warehouse.assets import SINGLE_RUN, dim_product, fact_sales
+from globalmart_dagster.defs.warehouse import assets as warehouse_assets
 from globalmart_dagster.partitions import daily_partitions
 from globalmart_dagster.resources import REPLACE_BY, WarehouseResource
 
@@ -67,13 +65,12 @@ def _per_day(context: dg.AssetExecutionContext,
 
 
 def _mart(**kwargs):
-    return dg.asset(key_prefix=MARTS_PREFIX, group_name=MARTS_GROUP, owners=OWNERS,
-                    io_manager_key=MART_IO_MANAGER, **kwargs)
+    return dg.asset(key_prefix=MARTS_PREFIX, io_manager_key=MART_IO_MANAGER, **kwargs)
 
 
-@_mart(partitions_def=daily_partitions, deps=[fact_sales], kinds={"pandas"},
+@_mart(partitions_def=daily_partitions, deps=[warehouse_assets.fact_sales], kinds={"pandas"},
        metadata={REPLACE_BY: "analysis_date"}, freshness_policy=DAILY_MART_FRESHNESS,
-       backfill_policy=SINGLE_RUN)
+       backfill_policy=warehouse_assets.SINGLE_RUN)
 def customer_rfm_analysis(context: dg.AssetExecutionContext,
                           warehouse: WarehouseResource) -> pd.DataFrame:
     """Customer segments by RFM as of the partition's day, over the last 365 days of sales:
@@ -91,9 +88,10 @@ def customer_rfm_analysis(context: dg.AssetExecutionContext,
     return result
 
 
-@_mart(partitions_def=daily_partitions, deps=[fact_sales, dim_product], kinds={"pandas"},
+@_mart(partitions_def=daily_partitions, kinds={"pandas"},
+       deps=[warehouse_assets.fact_sales, warehouse_assets.dim_product],
        metadata={REPLACE_BY: "analysis_date"}, freshness_policy=DAILY_MART_FRESHNESS,
-       backfill_policy=SINGLE_RUN)
+       backfill_policy=warehouse_assets.SINGLE_RUN)
 def product_performance(context: dg.AssetExecutionContext,
                         warehouse: WarehouseResource) -> pd.DataFrame:
     """Product performance over the 30 days ending on the partition's day: units sold,
@@ -107,8 +105,8 @@ def product_performance(context: dg.AssetExecutionContext,
     return result
 
 
-@_mart(deps=[fact_sales], kinds={"pandas"}, freshness_policy=DAILY_MART_FRESHNESS,
-       backfill_policy=SINGLE_RUN)
+@_mart(deps=[warehouse_assets.fact_sales], kinds={"pandas"}, freshness_policy=DAILY_MART_FRESHNESS,
+       backfill_policy=warehouse_assets.SINGLE_RUN)
 def sales_trends(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> pd.DataFrame:
     """Sales trends up to the latest day in the warehouse: daily for 90 days (with a 7-day
     moving average and day-over-day growth), weekly for 26 ISO weeks (4-week moving average)

@@ -1,15 +1,13 @@
-"""Assets Dagster does not build: the raw Parquet layer (written by the streaming app) and the
-operational source tables (written by the generator). They appear in the graph so lineage,
-observations and partition status are visible; the complete-days sensor reports the raw layer."""
+"""The raw Parquet layer, written by the streaming app: external assets, in the graph so lineage,
+observations and partition status are visible; the complete-days sensor reports them. Group and
+owners: ``defs.yaml`` of this folder."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from globalmart_dagster.constants import OWNERS, RAW_GROUP, RAW_PREFIX, RAW_TOPICS
+from globalmart_dagster.constants import RAW_PREFIX, RAW_TOPICS
 from globalmart_dagster.partitions import daily_partitions
-
-SOURCE_GROUP = "source"
 
 _RAW_DESCRIPTIONS = {
     "transactions": "completed purchases with their line items",
@@ -33,26 +31,10 @@ def _raw_spec(topic: str) -> dg.AssetSpec:
             "written by the streaming app and partitioned by the UTC date of `event_time`. "
             "The complete-days sensor records end offsets, lag and throughput as observations."
         ),
-        group_name=RAW_GROUP,
         partitions_def=daily_partitions,
-        owners=OWNERS,
         kinds={"parquet", "kafka"},
         metadata={"topic": topic, "path": f"<lake>/raw/{topic}"},
     )
 
 
 RAW_ASSETS = [_raw_spec(topic) for topic in RAW_TOPICS]
-
-SOURCE_CUSTOMERS = dg.AssetSpec(
-    key=dg.AssetKey(["source", "customers"]),
-    description="Operational customer records (`source.customers`) written by the generator; "
-                "`updated_at` marks each change.",
-    group_name=SOURCE_GROUP, owners=OWNERS, kinds={"postgres"},
-)
-SOURCE_PRODUCTS = dg.AssetSpec(
-    key=dg.AssetKey(["source", "products"]),
-    description="Operational product catalog (`source.products`) written by the generator: "
-                "name, category, brand, list price and initial stock.",
-    group_name=SOURCE_GROUP, owners=OWNERS, kinds={"postgres"},
-)
-SOURCE_ASSETS = [SOURCE_CUSTOMERS, SOURCE_PRODUCTS]

@@ -5,6 +5,7 @@ daily partitions built with Spark from the raw Parquet layer and loaded so that 
 exactly its day in one transaction (re-runs and backfills are idempotent).
 """
 
+import functools
 from datetime import date, timedelta
 from typing import Any
 
@@ -15,17 +16,18 @@ from dagster_pyspark import PySparkResource
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from globalmart_dagster.constants import OWNERS, RAW_PREFIX, WAREHOUSE_GROUP, WAREHOUSE_PREFIX
-from globalmart_dagster.defs.raw.assets import SOURCE_CUSTOMERS, SOURCE_PRODUCTS
+from globalmart_dagster.constants import RAW_PREFIX, WAREHOUSE_PREFIX
+from globalmart_dagster.defs.source import assets as source_assets
 from globalmart_dagster.defs.warehouse import load, transforms
 from globalmart_dagster.partitions import daily_partitions
 from globalmart_dagster.resources import LakeResource, WarehouseResource
-from globalmart_dagster.settings import DagsterSettings
 
 CALENDAR_HORIZON_DAYS = 366
 # Every warehouse and mart asset: a date range is one run (UI backfills and
 # `dagster asset materialize --partition-range` alike); dimensions are refreshed once per run.
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+# The folder's assets are keyed warehouse/<name>; their group and owners: this folder's defs.yaml.
+warehouse_asset = functools.partial(dg.asset, key_prefix=WAREHOUSE_PREFIX)
 
 
 def read_raw_days(spark: SparkSession, lake: LakeResource, topic: str,
@@ -55,15 +57,14 @@ def _days(context: dg.AssetExecutionContext) -> list[date]:
     return [date.fromisoformat(key) for key in context.partition_keys]
 
 
-@dg.asset(
-    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
+@warehouse_asset(
     kinds={"postgres"}, tags={"layer": "dimension"},
     backfill_policy=SINGLE_RUN,
 )
 def dim_date(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Calendar dimension: one row per day from the first partition to a year ahead, keyed by
     ``date_key`` = YYYYMMDD, with ISO week, quarter and weekend flags."""
-    start = DagsterSettings().partitions_start
+    start = daily_partitions.start.date()
     end = date.today() + timedelta(days=CALENDAR_HORIZON_DAYS)
     days = pa.Table.from_pandas(transforms.calendar(start, end), preserve_index=False)
     with warehouse.connect() as conn:
@@ -72,9 +73,8 @@ def dim_date(warehouse: WarehouseResource) -> dg.MaterializeResult:
                                           "last_day": str(end)})
 
 
-@dg.asset(
-    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
-    kinds={"postgres"}, deps=[SOURCE_CUSTOMERS], tags={"layer": "dimension"},
+@warehouse_asset(
+    kinds={"postgres"}, deps=[source_assets.SOURCE_CUSTOMERS], tags={"layer": "dimension"},
     backfill_policy=SINGLE_RUN,
 )
 def dim_customer(warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -88,9 +88,8 @@ def dim_customer(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={**counts, "rows": rows})
 
 
-@dg.asset(
-    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
-    kinds={"postgres"}, deps=[SOURCE_PRODUCTS], tags={"layer": "dimension"},
+@warehouse_asset(
+    kinds={"postgres"}, deps=[source_assets.SOURCE_PRODUCTS], tags={"layer": "dimension"},
     backfill_policy=SINGLE_RUN,
 )
 def dim_product(warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -102,9 +101,8 @@ def dim_product(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"upserted": upserted, "rows": rows})
 
 
-@dg.asset(
-    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
-    kinds={"postgres"}, deps=[SOURCE_CUSTOMERS], tags={"layer": "dimension"},
+@warehouse_asset(
+    kinds={"postgres"}, deps=[source_assets.SOURCE_CUSTOMERS], tags={"layer": "dimension"},
     backfill_policy=SINGLE_RUN,
 )
 def dim_location(warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -119,8 +117,7 @@ def dim_location(warehouse: WarehouseResource) -> dg.MaterializeResult:
 DIMENSIONS = [dim_date, dim_customer, dim_product, dim_location]
 
 
-@dg.asset(
-    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
+@warehouse_asset(
     kinds={"spark", "postgres"}, partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     deps=[dg.AssetKey([RAW_PREFIX, "transactions"]), dim_date, dim_customer, dim_product,
@@ -146,8 +143,7 @@ def fact_sales(context: dg.AssetExecutionContext, pyspark: PySparkResource,
     return dg.MaterializeResult(metadata=_summary(per_day))
 
 
-@dg.asset(
-    key_prefix=WAREHOUSE_PREFIX, group_name=WAREHOUSE_GROUP, owners=OWNERS,
+@warehouse_asset(
     kinds={"spark", "postgres"}, partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
     deps=[dg.AssetKey([RAW_PREFIX, t]) for t in ("product_views", "cart_events", "transactions")]

@@ -17,6 +17,7 @@ from dagster_pyspark import PySparkResource
 from globalmart.settings import PlatformSettings
 from globalmart.spark import spark_conf
 from globalmart_dagster.resources import (
+    DayBuildsResource,
     KafkaResource,
     LakeResource,
     MongoMartIOManager,
@@ -58,4 +59,6 @@ def build_resources(platform: PlatformSettings | None = None,
         "kafka": KafkaResource(bootstrap_servers=platform.bootstrap_servers),
         "pyspark": PySparkResource(spark_config=spark_config(settings)),
         "mart_io_manager": mart_io_manager,
+        "day_builds": DayBuildsResource(day_close_delay_minutes=settings.day_close_delay_minutes,
+                                        max_days_per_tick=settings.max_days_per_tick),
     }
