@@ -157,13 +157,16 @@ def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
     sink = RealtimeSink(REALTIME_QUERY, w.postgres, w.writer,
                         build_notifier(s.alert_webhook_url), w.stats, parse_duration(s.watermark),
                         s.critical_anomaly_score, lake=w.platform.lake,
-                        late_window=parse_duration(s.late_window))
+                        late_window=parse_duration(s.late_window),
+                        on_executors=s.validates_on_executors())
 
     def build() -> DataStreamWriter:
         checkpoint = f"{w.checkpoints}/{REALTIME_QUERY}"
         check_checkpoint(w.platform.db_url, w.platform.lake, REALTIME_QUERY, checkpoint)
         records = read_topics(w.spark, s, bootstrap, tuple(INPUT_TOPICS))
-        return (validate_stream(records).writeStream.queryName(REALTIME_QUERY).outputMode("append")
+        if s.validates_on_executors():
+            records = validate_stream(records)
+        return (records.writeStream.queryName(REALTIME_QUERY).outputMode("append")
                 .foreachBatch(sink).option("checkpointLocation", spark_url(checkpoint)))
 
     return {REALTIME_QUERY: build}

@@ -1,8 +1,9 @@
-"""The micro-batch of the realtime query: its records, validated on the executors, collected
-to the driver, and :class:`RealtimeSink`, the query's foreachBatch, which takes one batch
-through de-duplication (:mod:`streaming.sinks.state`) and each output module once, in one PostgreSQL
-transaction (:meth:`streaming.sinks.store.Postgres.run_batch`). :class:`BatchStats` hands
-what a batch did to the pipeline-metrics listener."""
+"""The micro-batch of the realtime query: its records collected to the driver and validated
+(on the executors or on the driver, see ``GLOBALMART_STREAM_VALIDATE_ON``), and
+:class:`RealtimeSink`, the query's foreachBatch, which takes one batch through de-duplication
+(:mod:`streaming.sinks.state`) and each output module once, in one PostgreSQL transaction
+(:meth:`streaming.sinks.store.Postgres.run_batch`). :class:`BatchStats` hands what a batch did
+to the pipeline-metrics listener."""
 
 from __future__ import annotations
 
@@ -34,7 +35,14 @@ from streaming.sinks.state import Accepted, accept_batch
 from streaming.sinks.stock import apply_stock_movements, stock_rows
 from streaming.sinks.store import Postgres
 from streaming.sinks.topics import TopicWriter
-from streaming.transforms.parse import check_records, frame, of_topic, reject, unship
+from streaming.transforms.parse import (
+    KAFKA_COLUMNS,
+    check_records,
+    frame,
+    of_topic,
+    reject,
+    unship,
+)
 from streaming.transforms.sales import orders, transaction_lines
 
 log = logging.getLogger(__name__)
@@ -54,6 +62,12 @@ def collect_validated(batch: DataFrame) -> pa.Table:
     :func:`streaming.transforms.parse.validate_stream`), on the driver, in one Spark job with
     no shuffle."""
     return unship(batch.toArrow())
+
+
+def collect_and_validate(batch: DataFrame) -> pa.Table:
+    """A micro-batch's Kafka records collected to the driver (one Spark job, no shuffle) and
+    validated there."""
+    return check_records(batch.select(*KAFKA_COLUMNS).toArrow())
 
 
 @dataclass
@@ -110,32 +124,34 @@ class BatchStats:
 
 
 class RealtimeSink:
-    """foreachBatch of the realtime query over the four input topics. A batch's records,
-    validated on the executors, are collected once (rejects to the ``dead_letter`` topic and
-    table), de-duplicated by (topic, event_id) within the watermark, and turned into sales and
-    order metrics, anomalies, stock, alerts, sessions and buffered raw-layer rows, all
-    committed in one PostgreSQL transaction."""
+    """foreachBatch of the realtime query over the four input topics. A batch's records are
+    collected and validated once (rejects to the ``dead_letter`` topic and table),
+    de-duplicated by (topic, event_id) within the watermark, and turned into sales and order
+    metrics, anomalies, stock, alerts, sessions and buffered raw-layer rows, all committed in
+    one PostgreSQL transaction."""
 
     def __init__(self, query_name: str, postgres: Postgres, writer: TopicWriter | None,
                  notifier: Notifier, stats: BatchStats, lateness: timedelta,
                  critical_score: float, lake: str | None = None,
-                 late_window: timedelta = timedelta(0)) -> None:
+                 late_window: timedelta = timedelta(0),
+                 on_executors: bool = False) -> None:
         self.query_name, self.postgres, self.writer, self.notifier = (
             query_name, postgres, writer, notifier)
         self.stats, self.lateness, self.critical_score = stats, lateness, critical_score
         self.late_window = late_window  # how far behind the watermark windows still take events
         self.lake = lake  # where dead letters too large for Kafka are quarantined
+        # whether the query's batches come validated (streaming.transforms.parse.validate_stream)
+        self.collect = collect_validated if on_executors else collect_and_validate
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        validated = collect_validated(batch)
+        validated = self.collect(batch)
         log.debug("%s batch %d: %d records validated and collected in %.0f ms", self.query_name,
                   batch_id, validated.num_rows, (time.monotonic() - started) * 1000)
         self.write_batch(validated, batch_id)
 
     def process(self, records: pa.Table, batch_id: int) -> BatchResult:
-        """Validate one batch of Kafka records in this process and write it (tests and tools;
-        the query's executors validate its batches)."""
+        """Validate one batch of Kafka records in this process and write it."""
         return self.write_batch(check_records(records), batch_id)
 
     def write_batch(self, validated: pa.Table, batch_id: int) -> BatchResult:

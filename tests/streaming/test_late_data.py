@@ -10,6 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
+import pytest
 from pyspark.sql import functions as F
 
 from streaming.notifier import LogNotifier
@@ -21,10 +22,11 @@ from tests.streaming.events import at, line, transaction
 SCHEMA = "topic string, partition int, offset long, timestamp timestamp, value string"
 
 
-def replay(spark, db: str, tmp_path, late_window: timedelta) -> tuple[list, list, list]:
+def replay(spark, db: str, tmp_path, late_window: timedelta, on_executors: bool = False
+           ) -> tuple[list, list, list]:
     """Five batches of transactions of product p1 (one unit each, prices powers of two, so
-    every sum names its events), late, too late and resent; the sales windows, the day ledger
-    and the units sold afterwards."""
+    every sum names its events), late, too late and resent, validated on the executors or on
+    the driver; the sales windows, the day ledger and the units sold afterwards."""
     inbox = tmp_path / "in"
     inbox.mkdir()
     offset = iter(range(1_000))
@@ -40,8 +42,11 @@ def replay(spark, db: str, tmp_path, late_window: timedelta) -> tuple[list, list
     records = (spark.readStream.schema(SCHEMA).json(str(inbox))
                .withColumn("value", F.col("value").cast("binary")))
     sink = RealtimeSink("realtime", Postgres(db), None, LogNotifier(), BatchStats(),
-                        timedelta(minutes=10), 0.8, late_window=late_window)
-    query = (validate_stream(records).writeStream.foreachBatch(sink)
+                        timedelta(minutes=10), 0.8, late_window=late_window,
+                        on_executors=on_executors)
+    if on_executors:
+        records = validate_stream(records)
+    query = (records.writeStream.foreachBatch(sink)
              .option("checkpointLocation", str(tmp_path / "checkpoint")).start())
     try:
         first = tx(at(minutes=0, seconds=10), "1.00")
@@ -71,9 +76,10 @@ def replay(spark, db: str, tmp_path, late_window: timedelta) -> tuple[list, list
     return rows, ledger, sold
 
 
+@pytest.mark.parametrize("on_executors", [False, True], ids=["driver", "executors"])
 def test_late_events_within_the_watermark_update_their_window(spark, make_database, tmp_path,
-                                                             caplog) -> None:
-    rows, ledger, sold = replay(spark, make_database(), tmp_path, timedelta(0))
+                                                             caplog, on_executors) -> None:
+    rows, ledger, sold = replay(spark, make_database(), tmp_path, timedelta(0), on_executors)
     assert rows == [("12:00", Decimal("1.00"), 1), ("12:15", Decimal("20.00"), 2),
                     ("12:20", Decimal("2.00"), 1)]
     # the truth from the events above: on time 1 + 2 + 4 + 16; late 8 and 32, each once
