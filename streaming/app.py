@@ -2,9 +2,9 @@
 
 One query, ``realtime``, reads the four input topics every ``trigger_interval`` (checkpoint
 under ``<checkpoints>/realtime``). Each micro-batch is one Spark job: the Kafka source's
-partitions are read and validated in parallel on the executors (``mapInArrow``,
-:func:`streaming.transforms.parse.validate_batches`) and collected to the driver as one typed
-Arrow table, where the batch is de-duplicated against ``stream_state.seen_events`` and
+partitions are read in parallel, validated (on the executors with ``mapInArrow`` or on the
+driver, ``GLOBALMART_STREAM_VALIDATE_ON``) and collected to the driver as one typed Arrow
+table, where the batch is de-duplicated against ``stream_state.seen_events`` and
 aggregated with pandas (``streaming.transforms``); dead letters, sales and order metrics,
 anomalies, stock, alerts, sessions and the batch's raw-layer rows (buffered in
 ``stream_state.raw_buffer``) are committed in one PostgreSQL transaction. No shuffle and no
@@ -154,17 +154,17 @@ def check_checkpoint(db_url: str, lake: str, query_name: str, checkpoint: str) -
 def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
     """Every query of the application, by name, as a function building its writer."""
     s, bootstrap = w.settings, w.platform.bootstrap_servers
+    on_executors = s.validates_on_executors()
     sink = RealtimeSink(REALTIME_QUERY, w.postgres, w.writer,
                         build_notifier(s.alert_webhook_url), w.stats, parse_duration(s.watermark),
                         s.critical_anomaly_score, lake=w.platform.lake,
-                        late_window=parse_duration(s.late_window),
-                        on_executors=s.validates_on_executors())
+                        late_window=parse_duration(s.late_window), on_executors=on_executors)
 
     def build() -> DataStreamWriter:
         checkpoint = f"{w.checkpoints}/{REALTIME_QUERY}"
         check_checkpoint(w.platform.db_url, w.platform.lake, REALTIME_QUERY, checkpoint)
         records = read_topics(w.spark, s, bootstrap, tuple(INPUT_TOPICS))
-        if s.validates_on_executors():
+        if on_executors:
             records = validate_stream(records)
         return (records.writeStream.queryName(REALTIME_QUERY).outputMode("append")
                 .foreachBatch(sink).option("checkpointLocation", spark_url(checkpoint)))
