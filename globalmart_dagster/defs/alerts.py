@@ -3,7 +3,8 @@
 whoever consumes the topic see them beside the anomalies.
 
 - ``failed_run_alerts``: a run of any job of this code location failed: one ``critical``
-  alert (entity: the job and its partition), and one per check that failed in it.
+  alert (entity: the job and its partition), and one per check (and day, for a daily check
+  in a backfill of several days) that failed in it.
 - ``failed_check_alerts``: a run succeeded but a check in it failed (a non-blocking check, a
   freshness check): one alert per failed check, ``critical`` for an ERROR check, ``warning``
   for a WARN one.
@@ -48,12 +49,13 @@ def run_alerts(run: dg.DagsterRun, failure: str | None,
             key=f"dagster-run:{run.run_id}"))
     for check in checks:
         name = f"{check.asset_key.to_user_string()}:{check.check_name}"
+        judged = f"{name} [{check.partition}]" if check.partition else name
         severity = "critical" if check.severity == dg.AssetCheckSeverity.ERROR else "warning"
         alerts.append(make_alert(
             DAGSTER_CHECK_FAILED, severity, name,
-            f"check {name} failed in run {run.run_id} of {where}: "
+            f"check {judged} failed in run {run.run_id} of {where}: "
             f"{check.description or 'no description'}"[:MAX_MESSAGE],
-            key=f"dagster-check:{run.run_id}:{name}"))
+            key=f"dagster-check:{run.run_id}:{judged}"))
     return alerts
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
@@ -20,7 +21,12 @@ from globalmart.contracts import ALERTS_TOPIC
 from globalmart.embedded import free_port
 from globalmart.kafka import ensure_topics, read_to_end
 from globalmart_dagster.definitions import build_definitions
-from globalmart_dagster.defs.alerts import failed_check_alerts, failed_run_alerts
+from globalmart_dagster.defs.alerts import (
+    failed_check_alerts,
+    failed_checks,
+    failed_run_alerts,
+    run_alerts,
+)
 from globalmart_dagster.defs.checks import ALL_CHECKS
 from globalmart_dagster.defs.freshness import fact_freshness_checks
 from globalmart_dagster.defs.marts.assets import MARTS
@@ -221,6 +227,42 @@ def test_a_failing_blocking_check_keeps_the_marts_from_running(built: Built, clo
                                "marts/sales_trends"}
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM marts.customer_rfm_analysis").fetchone() == (0,)
+
+
+# fact_sales's daily checks (the freshness check judges the clock, not a day)
+FACT_SALES_DAILY_CHECKS = ("unique_keys", "no_null_keys", "foreign_keys_exist",
+                           "revenue_reconciles")
+
+
+def test_a_backfill_of_several_days_keeps_a_result_per_day(built: Built, clone):
+    """One run of two days (a single-run backfill) files each daily check's result under its
+    day, where the UI reads it: the storage's per-day status, current against the day's
+    latest materialization. The day that lost its date fails alone, and its alert names it."""
+    url = clone()
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM warehouse.dim_date WHERE full_date = %s", (DAY,))
+    days = [(DAY - timedelta(days=1)).isoformat(), DAY.isoformat()]
+    instance = dg.DagsterInstance.ephemeral()
+    job = facts_and_marts(build_definitions(make_resources(url, built.lake)))
+    result = job.execute_in_process(instance=instance, raise_on_error=False, tags={
+        "dagster/asset_partition_range_start": days[0],
+        "dagster/asset_partition_range_end": days[-1]})
+    assert not result.success
+    judged = {(e.check_name, e.partition): e.passed for e in result.get_asset_check_evaluations()
+              if e.asset_key == fact_sales.key}
+    assert judged == {(name, day): not (name == "foreign_keys_exist" and day == days[-1])
+                      for name in FACT_SALES_DAILY_CHECKS for day in days}
+    for name in FACT_SALES_DAILY_CHECKS:
+        infos = instance.event_log_storage.get_asset_check_partition_info(
+            [dg.AssetCheckKey(fact_sales.key, name)])
+        statuses = {(i.partition_key, i.latest_execution_status.value, i.is_current)
+                    for i in infos}
+        failed = name == "foreign_keys_exist"
+        assert statuses == {(days[0], "SUCCEEDED", True),
+                            (days[-1], "FAILED" if failed else "SUCCEEDED", True)}, name
+    alerts = run_alerts(result.dagster_run, None, failed_checks(instance, result.run_id))
+    assert [(a.entity_id, f"[{days[-1]}]" in a.message) for a in alerts] == [
+        ("warehouse/fact_sales:foreign_keys_exist", True)]
 
 
 def _alerts_in_topic(bootstrap: str) -> list[dict]:

@@ -66,6 +66,11 @@ def test_daily_job_succeeds_with_every_check_passing(built: Built):
     assert ("marts/customer_rfm_analysis", "one_segment_per_customer") in names
     assert len(evaluations) >= 16
     assert [n for e in evaluations if not e.passed for n in [e.check_name]] == []
+    # the daily tables' checks keep the day's result under the day; the dimensions' do not
+    daily = {"warehouse/fact_sales", "warehouse/fact_sessions", "marts/customer_rfm_analysis"}
+    filed = {(e.asset_key.to_user_string(), e.check_name): e.partition for e in evaluations}
+    assert filed == {check: DAY.isoformat() if check[0] in daily else None for check in filed}
+    assert {asset for asset, _ in filed} >= daily | {"warehouse/dim_customer"}
 
 
 def test_fact_sales_holds_every_line_once(built: Built):
@@ -215,6 +220,9 @@ def test_backfill_of_a_range_is_one_run_and_keeps_days_apart(built: Built):
         "dagster/asset_partition_range_end": DAY.isoformat()})
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
+    rfm_days = {e.partition for e in result.get_asset_check_evaluations()
+                if e.asset_key.to_user_string() == "marts/customer_rfm_analysis"}
+    assert rfm_days == {previous.isoformat(), DAY.isoformat()}  # a result per day of the run
     by_day = dict(rows(built.url, "SELECT event_date, sum(line_amount) "
                                   "FROM warehouse.fact_sales GROUP BY 1"))
     assert by_day[previous] == sum(i["quantity"] * i["unit_price"]

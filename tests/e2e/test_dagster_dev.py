@@ -34,8 +34,25 @@ SENSOR_QUERY = """{
     ... on Sensor { sensorState { status ticks(limit: 5) { status error { message } } } } }
   instance { daemonHealth { allDaemonStatuses { daemonType healthy } } }
 }"""
-RUNS_QUERY = """{ runsOrError(limit: 20) { ... on Runs { results { status
+RUNS_QUERY = """{ runsOrError(limit: 20) { ... on Runs { results { runId status
     tags { key value } } } } }"""
+# What the asset's Checks tab shows: each execution of a check with its day, and the days' status
+CHECK_QUERY = """{
+  assetCheckExecutions(assetKey: {path: ["warehouse", "fact_sales"]},
+                       checkName: "revenue_reconciles", limit: 20) {
+    runId partition status evaluation { success } }
+  assetNodes(assetKeys: [{path: ["warehouse", "fact_sales"]}]) { assetChecksOrError {
+    ... on AssetChecks { checks { name partitionStatuses {
+      ... on AssetCheckTimePartitionStatuses { ranges { startKey endKey status } } } } } } }
+}"""
+# The Checks tab's "Execute" for one day: a run of the checks alone with the day's partition tag
+CHECKS_ONLY_RUN = """mutation($day: String!) { launchRun(executionParams: {
+  selector: {repositoryLocationName: "globalmart", repositoryName: "__repository__",
+             pipelineName: "__ASSET_JOB", assetSelection: [],
+             assetCheckSelection: [{assetKey: {path: ["warehouse", "fact_sales"]},
+                                    name: "revenue_reconciles"}]},
+  executionMetadata: {tags: [{key: "dagster/partition", value: $day}]}}) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on Error { message } } }"""
 
 
 @pytest.fixture
@@ -79,9 +96,19 @@ def dagster_dev(make_database, broker: EmbeddedBroker, tmp_path: Path) -> Iterat
             process.wait()
 
 
-def graphql(port: int, query: str) -> dict:
-    response = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=30)
-    return response.json()["data"]
+def graphql(port: int, query: str, **variables: str) -> dict:
+    response = httpx.post(f"http://127.0.0.1:{port}/graphql",
+                          json={"query": query, "variables": variables}, timeout=30)
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+def day_statuses(checks: dict) -> list[dict]:
+    """The reconciliation's per-day status ranges from a ``CHECK_QUERY`` answer."""
+    [reconciliation] = [c for c in checks["assetNodes"][0]["assetChecksOrError"]["checks"]
+                        if c["name"] == "revenue_reconciles"]
+    return reconciliation["partitionStatuses"]["ranges"]
 
 
 def _up(port: int) -> bool:
@@ -128,3 +155,33 @@ def test_dagster_dev_runs_sensors_and_a_cli_backfill(dagster_dev: dict):
                              "ORDER BY 1").fetchall()
     assert [r[0] for r in built] == list(DAYS)
     assert "Use 'dg dev' instead" not in dagster_dev["log"].read_text(errors="replace")
+
+    # The daily facts' checks keep a result per day: the Checks tab lists each day's execution
+    # and the days' statuses
+    checks = graphql(port, CHECK_QUERY)
+    executions = checks["assetCheckExecutions"]
+    assert sorted(e["partition"] for e in executions) == [d.isoformat() for d in DAYS]
+    assert all(e["status"] == "SUCCEEDED" and e["evaluation"]["success"] for e in executions)
+    assert day_statuses(checks) == [
+        {"startKey": DAYS[0].isoformat(), "endKey": DAYS[-1].isoformat(), "status": "SUCCEEDED"}]
+
+    # One day's checks alone, as from the Checks tab, leave that day's result failed once the
+    # day has lost a sale, and the other day's as it was
+    with psycopg.connect(dagster_dev["url"]) as conn:
+        conn.execute("DELETE FROM warehouse.fact_sales WHERE transaction_id = (SELECT "
+                     "min(transaction_id) FROM warehouse.fact_sales WHERE event_date = %s)",
+                     (DAYS[0],))
+    launched = graphql(port, CHECKS_ONLY_RUN, day=DAYS[0].isoformat())["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    def checked() -> list | None:
+        done = [e for e in graphql(port, CHECK_QUERY)["assetCheckExecutions"]
+                if e["runId"] == run_id and e["status"] != "IN_PROGRESS"]
+        return done or None
+
+    [execution] = wait_until(checked, 300, "the checks-only run", poll=1)
+    assert (execution["partition"], execution["status"]) == (DAYS[0].isoformat(), "FAILED")
+    ranges = day_statuses(graphql(port, CHECK_QUERY))
+    assert [(r["startKey"], r["status"]) for r in ranges] == [
+        (DAYS[0].isoformat(), "FAILED"), (DAYS[-1].isoformat(), "SUCCEEDED")]
