@@ -233,10 +233,9 @@ FROM public.stream_day_ledger WHERE event_date = %(day)s
 
 
 @_check(True, asset=warehouse_assets.fact_sales, name=RECONCILIATION_CHECK,
-        description="Per day, fact_sales holds exactly the raw layer's transactions "
-                            "and revenue, and exactly what the stream accepted into the "
-                            "real-time tables plus what it left out as late (its day ledger), "
-                            "to the cent.")
+        description="Per day, fact_sales holds exactly the raw layer's transactions and "
+                    "revenue, and exactly what the stream accepted into the real-time tables "
+                    "plus what it left out as late (its day ledger), to the cent.")
 def revenue_reconciles(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
                        lake: LakeResource) -> Iterator[Evaluation]:
     """Like with like: warehouse = raw layer = stream accepted + stream left out. Passes after a
@@ -270,8 +269,8 @@ def revenue_reconciles(context: dg.AssetCheckExecutionContext, warehouse: Wareho
 
 
 @_check(True, asset=mart_assets.customer_rfm_analysis, name="one_segment_per_customer",
-        description="Every customer of the day's snapshot appears once, in one of the "
-                            "eight segments, with r, f and m scores in 1..5.")
+        description="Every customer of the day's snapshot appears once, in one of the eight "
+                    "segments, with r, f and m scores in 1..5.")
 def one_segment_per_customer(context: dg.AssetCheckExecutionContext,
                              mart_io_manager: dg.ResourceParam[MartIOManager]
                              ) -> Iterator[Evaluation]:
