@@ -1,6 +1,7 @@
 """``dg dev`` as ``globalmart up`` starts it: instance storage in PostgreSQL through
 dagster.yaml's environment variables, webserver and daemons healthy, the complete-days sensor
-ticking, and a backfill of two days from the command line carried out by the daemon."""
+ticking, a backfill of two days from the command line carried out by the daemon, and the
+daily checks' results per day as the UI reads them (also after one day's check is run alone)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ SENSOR_QUERY = """{
     ... on Sensor { sensorState { status ticks(limit: 5) { status error { message } } } } }
   instance { daemonHealth { allDaemonStatuses { daemonType healthy } } }
 }"""
-RUNS_QUERY = """{ runsOrError(limit: 20) { ... on Runs { results { runId status
+RUNS_QUERY = """{ runsOrError(limit: 20) { ... on Runs { results { status
     tags { key value } } } } }"""
 # What the asset's Checks tab shows: each execution of a check with its day, and the days' status
 CHECK_QUERY = """{
