@@ -47,7 +47,6 @@ from streaming.sinks.batch import BatchStats, RealtimeSink
 from streaming.sinks.raw import RawLayer
 from streaming.sinks.store import Postgres
 from streaming.sinks.topics import TopicWriter
-from streaming.transforms.parse import validate_stream
 
 log = logging.getLogger(__name__)
 
@@ -154,19 +153,17 @@ def check_checkpoint(db_url: str, lake: str, query_name: str, checkpoint: str) -
 def define_queries(w: Wiring) -> dict[str, Callable[[], DataStreamWriter]]:
     """Every query of the application, by name, as a function building its writer."""
     s, bootstrap = w.settings, w.platform.bootstrap_servers
-    on_executors = s.validates_on_executors()
     sink = RealtimeSink(REALTIME_QUERY, w.postgres, w.writer,
                         build_notifier(s.alert_webhook_url), w.stats, parse_duration(s.watermark),
                         s.critical_anomaly_score, lake=w.platform.lake,
-                        late_window=parse_duration(s.late_window), on_executors=on_executors)
+                        late_window=parse_duration(s.late_window),
+                        on_executors=s.validates_on_executors())
 
     def build() -> DataStreamWriter:
         checkpoint = f"{w.checkpoints}/{REALTIME_QUERY}"
         check_checkpoint(w.platform.db_url, w.platform.lake, REALTIME_QUERY, checkpoint)
         records = read_topics(w.spark, s, bootstrap, tuple(INPUT_TOPICS))
-        if on_executors:
-            records = validate_stream(records)
-        return (records.writeStream.queryName(REALTIME_QUERY).outputMode("append")
+        return (sink.records(records).writeStream.queryName(REALTIME_QUERY).outputMode("append")
                 .foreachBatch(sink).option("checkpointLocation", spark_url(checkpoint)))
 
     return {REALTIME_QUERY: build}

@@ -61,7 +61,7 @@ Evaluate = Callable[[list[date] | None], dg.AssetCheckResult]
 CheckFunction = Callable[..., Iterator[Evaluation]]
 
 
-def _check(daily: bool, **kwargs: Any) -> Callable[[CheckFunction], dg.AssetChecksDefinition]:
+def _check(*, daily: bool, **kwargs: Any) -> Callable[[CheckFunction], dg.AssetChecksDefinition]:
     """``dg.asset_check`` for a blocking check whose function yields ``check_results``;
     partitioned by day on a daily table, so each day keeps its own result. (Dagster runs a
     check function that yields; its type hints only name one returned result.)"""
@@ -136,7 +136,7 @@ def _key_checks(asset: dg.AssetsDefinition, table: str, keys: Sequence[str],
     any_null = sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in keys)
     key_names = ", ".join(keys)
 
-    @_check(partitioned, asset=asset, name="unique_keys",
+    @_check(daily=partitioned, asset=asset, name="unique_keys",
             description=f"No two rows of {table} share ({key_names}).")
     def unique_keys(context: dg.AssetCheckExecutionContext,
                     warehouse: WarehouseResource) -> Iterator[Evaluation]:
@@ -150,7 +150,7 @@ def _key_checks(asset: dg.AssetsDefinition, table: str, keys: Sequence[str],
             return _result(extra, f"duplicate rows on ({key_names})", days)
         yield from check_results(context, evaluate)
 
-    @_check(partitioned, asset=asset, name="no_null_keys",
+    @_check(daily=partitioned, asset=asset, name="no_null_keys",
             description=f"No row of {table} has a null in ({key_names}).")
     def no_null_keys(context: dg.AssetCheckExecutionContext,
                      warehouse: WarehouseResource) -> Iterator[Evaluation]:
@@ -169,7 +169,7 @@ def _foreign_key_check(asset: dg.AssetsDefinition, table: str) -> dg.AssetChecks
     references = FOREIGN_KEYS[table]
     listing = ", ".join(f"{c} → {d}.{dc}" for c, d, dc in references)
 
-    @_check(True, asset=asset, name="foreign_keys_exist",
+    @_check(daily=True, asset=asset, name="foreign_keys_exist",
             description=f"Every key of {table} exists in its dimension ({listing}).")
     def foreign_keys_exist(context: dg.AssetCheckExecutionContext,
                            warehouse: WarehouseResource) -> Iterator[Evaluation]:
@@ -232,7 +232,7 @@ FROM public.stream_day_ledger WHERE event_date = %(day)s
 """
 
 
-@_check(True, asset=warehouse_assets.fact_sales, name=RECONCILIATION_CHECK,
+@_check(daily=True, asset=warehouse_assets.fact_sales, name=RECONCILIATION_CHECK,
         description="Per day, fact_sales holds exactly the raw layer's transactions and "
                     "revenue, and exactly what the stream accepted into the real-time tables "
                     "plus what it left out as late (its day ledger), to the cent.")
@@ -268,7 +268,7 @@ def revenue_reconciles(context: dg.AssetCheckExecutionContext, warehouse: Wareho
     yield from check_results(context, evaluate)
 
 
-@_check(True, asset=mart_assets.customer_rfm_analysis, name="one_segment_per_customer",
+@_check(daily=True, asset=mart_assets.customer_rfm_analysis, name="one_segment_per_customer",
         description="Every customer of the day's snapshot appears once, in one of the eight "
                     "segments, with r, f and m scores in 1..5.")
 def one_segment_per_customer(context: dg.AssetCheckExecutionContext,

@@ -42,6 +42,7 @@ from streaming.transforms.parse import (
     of_topic,
     reject,
     unship,
+    validate_stream,
 )
 from streaming.transforms.sales import orders, transaction_lines
 
@@ -140,12 +141,16 @@ class RealtimeSink:
         self.stats, self.lateness, self.critical_score = stats, lateness, critical_score
         self.late_window = late_window  # how far behind the watermark windows still take events
         self.lake = lake  # where dead letters too large for Kafka are quarantined
-        # whether the query's batches come validated (streaming.transforms.parse.validate_stream)
-        self.collect = collect_validated if on_executors else collect_and_validate
+        self.on_executors = on_executors  # whether the executors validate (see records())
+
+    def records(self, records: DataFrame) -> DataFrame:
+        """The query's input for this sink, from its Kafka ``records``: validated in the Spark
+        tasks that read them when the executors validate, else as they are."""
+        return validate_stream(records) if self.on_executors else records
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        validated = self.collect(batch)
+        validated = (collect_validated if self.on_executors else collect_and_validate)(batch)
         log.debug("%s batch %d: %d records validated and collected in %.0f ms", self.query_name,
                   batch_id, validated.num_rows, (time.monotonic() - started) * 1000)
         self.write_batch(validated, batch_id)

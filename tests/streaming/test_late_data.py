@@ -16,7 +16,6 @@ from pyspark.sql import functions as F
 from streaming.notifier import LogNotifier
 from streaming.sinks.batch import BatchStats, RealtimeSink
 from streaming.sinks.store import Postgres
-from streaming.transforms.parse import validate_stream
 from tests.streaming.events import at, line, transaction
 
 SCHEMA = "topic string, partition int, offset long, timestamp timestamp, value string"
@@ -44,9 +43,7 @@ def replay(spark, db: str, tmp_path, late_window: timedelta, on_executors: bool 
     sink = RealtimeSink("realtime", Postgres(db), None, LogNotifier(), BatchStats(),
                         timedelta(minutes=10), 0.8, late_window=late_window,
                         on_executors=on_executors)
-    if on_executors:
-        records = validate_stream(records)
-    query = (records.writeStream.foreachBatch(sink)
+    query = (sink.records(records).writeStream.foreachBatch(sink)
              .option("checkpointLocation", str(tmp_path / "checkpoint")).start())
     try:
         first = tx(at(minutes=0, seconds=10), "1.00")
